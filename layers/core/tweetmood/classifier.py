@@ -1,0 +1,123 @@
+"""A classifier over an ONNX model directory: onnxruntime session + text encoder + softmax."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from tweetmood.encoders import Encoder, build_encoder
+from tweetmood.normalize import NORMALIZATION_VERSION, normalize_tweet
+
+REQUIRED_KEYS = ("labels", "max_length", "version", "sha256")
+
+
+class ModelError(RuntimeError):
+    """The model directory is missing, incomplete or does not match its metadata."""
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_model_meta(model_dir: Path) -> dict:
+    """Read and check `model.json`, naming what is missing."""
+    meta_path = Path(model_dir) / "model.json"
+    if not meta_path.is_file():
+        raise ModelError(f"{meta_path} not found: point MODEL_DIR (or --model) at a directory written by the training job")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ModelError(f"{meta_path} is not valid JSON ({exc}); re-export the model") from exc
+    missing = [k for k in REQUIRED_KEYS if k not in meta]
+    if missing:
+        raise ModelError(f"{meta_path} lacks {', '.join(missing)}; re-export the model with the training job")
+    return meta
+
+
+def session_options(threads: int | None = None):
+    """Session options tuned for batch scoring on a few vCPUs."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.intra_op_num_threads = threads or len(os.sched_getaffinity(0))
+    opts.inter_op_num_threads = 1
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return opts
+
+
+@dataclass
+class Classifier:
+    """Scores texts with one model directory; create once per process and reuse."""
+
+    model_dir: Path
+    meta: dict
+    session: object
+    encoder: Encoder
+    labels: list[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.labels = list(self.meta["labels"])
+        self._output_name = self.meta.get("output", {}).get("name") or self.session.get_outputs()[0].name
+        self._output_kind = self.meta.get("output", {}).get("kind", "logits")
+        norm = self.meta.get("normalization", NORMALIZATION_VERSION)
+        if norm not in (NORMALIZATION_VERSION, "none"):
+            raise ModelError(f"{self.model_dir}/model.json: normalization {norm!r} is not supported by this tweetmood")
+        self._normalize = norm == NORMALIZATION_VERSION
+
+    @property
+    def version(self) -> str:
+        return str(self.meta["version"])
+
+    @property
+    def sha256(self) -> str:
+        return str(self.meta["sha256"])
+
+    @property
+    def max_length(self) -> int:
+        return int(self.meta["max_length"])
+
+    @classmethod
+    def from_dir(cls, model_dir: str | Path, threads: int | None = None, verify: bool = True) -> "Classifier":
+        """Open `model_dir`; with `verify`, the model file must match the sha256 in `model.json`."""
+        import onnxruntime as ort
+
+        model_dir = Path(model_dir)
+        meta = read_model_meta(model_dir)
+        model_path = model_dir / meta.get("model_file", "model.onnx")
+        if not model_path.is_file():
+            raise ModelError(f"{model_path} not found: the model directory is incomplete")
+        if verify and sha256_file(model_path) != meta["sha256"]:
+            raise ModelError(f"{model_path} does not match the sha256 in model.json: the artifact is corrupt or was edited")
+        session = ort.InferenceSession(str(model_path), sess_options=session_options(threads), providers=["CPUExecutionProvider"])
+        input_types = {i.name: i.type for i in session.get_inputs()}
+        encoder = build_encoder(model_dir, meta.get("encoder", {"type": "wordpiece"}), int(meta["max_length"]), input_types)
+        return cls(model_dir=model_dir, meta=meta, session=session, encoder=encoder)
+
+    def prepare(self, texts: Sequence[str]) -> list[str]:
+        """Apply the model's normalization (the same function training used)."""
+        return [normalize_tweet(t) for t in texts] if self._normalize else list(texts)
+
+    def predict_proba(self, texts: Sequence[str], prepared: bool = False) -> np.ndarray:
+        """Probabilities, shape `[len(texts), len(labels)]`, float32, rows summing to 1."""
+        if not texts:
+            return np.zeros((0, len(self.labels)), dtype=np.float32)
+        feeds = self.encoder(texts if prepared else self.prepare(texts))
+        out = np.asarray(self.session.run([self._output_name], feeds)[0], dtype=np.float32)
+        if self._output_kind == "probabilities":
+            return out
+        out = out - out.max(axis=1, keepdims=True)
+        np.exp(out, out=out)
+        out /= out.sum(axis=1, keepdims=True)
+        return out
