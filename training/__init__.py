@@ -1,0 +1,1 @@
+"""tweetmood training job: fine-tune the transformer, train the TF baselines, export, quantize, report."""
