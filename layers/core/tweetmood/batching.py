@@ -1,0 +1,57 @@
+"""Length-sorted batches inside a bounded window, results handed back in input order."""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from tweetmood.records import Record, Rejected
+
+WINDOW_BATCHES = 16
+
+Predict = Callable[[Sequence[str]], np.ndarray]
+
+
+def scored_in_order(
+    items: Iterable[Record | Rejected],
+    predict: Predict,
+    batch_size: int,
+    window_batches: int = WINDOW_BATCHES,
+) -> Iterator[tuple[Record | Rejected, np.ndarray | None]]:
+    """Yield `(item, probabilities)` for every item in input order (`None` for rejected rows).
+
+    Records are scored in batches of similar length, so padding is small, but only within
+    a window of `window_batches * batch_size` records: memory stays bounded and output
+    starts flowing early. Each tweet's scores do not depend on its batch neighbours as long
+    as the model masks padding.
+    """
+    window: list[Record | Rejected] = []
+    n_records = 0
+    for item in items:
+        window.append(item)
+        if isinstance(item, Record):
+            n_records += 1
+            if n_records >= batch_size * window_batches:
+                yield from _score_window(window, predict, batch_size)
+                window, n_records = [], 0
+    if window:
+        yield from _score_window(window, predict, batch_size)
+
+
+def _score_window(
+    window: list[Record | Rejected], predict: Predict, batch_size: int
+) -> Iterator[tuple[Record | Rejected, np.ndarray | None]]:
+    positions = [i for i, item in enumerate(window) if isinstance(item, Record)]
+    # Stable sort: equal lengths keep input order, so a rerun forms the same batches.
+    positions.sort(key=lambda i: len(window[i].text))
+    probs: list[np.ndarray | None] = [None] * len(window)
+    for b in range(0, len(positions), batch_size):
+        batch = positions[b : b + batch_size]
+        out = predict([window[i].text for i in batch])
+        if len(out) != len(batch):
+            raise RuntimeError(f"the model returned {len(out)} rows for a batch of {len(batch)} texts")
+        for i, row in zip(batch, out):
+            probs[i] = row
+    for item, p in zip(window, probs):
+        yield item, p

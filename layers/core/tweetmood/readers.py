@@ -1,0 +1,404 @@
+"""Streaming readers for .txt, .csv and .jsonl tweet files, each optionally gzip-compressed.
+
+Nothing here holds a whole file: bytes flow chunk by chunk through gunzip (with caps),
+encoding detection and a line splitter that never keeps more than MAX_LINE_BYTES of one line.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import re
+import zlib
+from itertools import chain
+from typing import BinaryIO, Iterable, Iterator
+
+import orjson
+
+from tweetmood import records as rc
+from tweetmood.records import FileError, Record, Rejected
+from tweetmood.settings import Settings
+
+CHUNK = 1 << 16
+# A small .gz may legitimately inflate a lot (say, 50 kB of repeated text): the ratio cap
+# only applies once this much has come out.
+RATIO_GRACE_BYTES = 1 << 20
+FORMATS = {".txt": "txt", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+TEXT_COLUMNS = ("text", "tweet", "content")
+
+_GZIP_MAGIC = b"\x1f\x8b"
+_EOL = re.compile(rb"\r\n|\r|\n")
+_SURROGATE = re.compile("[\udc80-\udcff]")
+# Stands in for a physical line that was too long to keep, so the CSV parser can go on.
+_TOO_LONG = "\U0010fffe"
+
+Item = Record | Rejected
+
+
+def input_format(name: str) -> tuple[str, bool] | None:
+    """(format, gzipped) for a file name such as `a.csv.gz`, or None if unsupported."""
+    lower = name.lower()
+    gz = lower.endswith(".gz")
+    if gz:
+        lower = lower[:-3]
+    for suffix, fmt in FORMATS.items():
+        if lower.endswith(suffix):
+            return fmt, gz
+    return None
+
+
+def read_records(stream: BinaryIO, name: str, settings: Settings) -> Iterator[Item]:
+    """Yield every row of `stream` in order as a `Record` or a `Rejected`.
+
+    `name` (a key or path) picks the format and appears in every message. Raises
+    `FileError` when the file as a whole cannot be read; rows yielded before still count.
+    """
+    kind = input_format(name)
+    if kind is None:
+        raise FileError(
+            f"{name}: unsupported file type; name it .txt, .csv or .jsonl (optionally with .gz)", "unsupported_format"
+        )
+    fmt, gz = kind
+    chunks: Iterable[bytes] = _read_chunks(stream, name, settings.max_object_bytes)
+    if gz:
+        chunks = _gunzip(chunks, name, settings)
+    lines = _physical_lines(_as_utf8(chunks, name), settings.max_line_bytes)
+    if fmt == "txt":
+        yield from _read_txt(lines, name, settings)
+    elif fmt == "csv":
+        yield from _read_csv(lines, name, settings)
+    else:
+        yield from _read_jsonl(lines, name, settings)
+
+
+# --- bytes ---------------------------------------------------------------------------
+
+
+def _read_chunks(stream: BinaryIO, name: str, max_bytes: int) -> Iterator[bytes]:
+    total = 0
+    while chunk := stream.read(CHUNK):
+        total += len(chunk)
+        if total > max_bytes:
+            raise FileError(
+                f"{name} is larger than MAX_OBJECT_BYTES={max_bytes} bytes; split it into smaller files", "too_large"
+            )
+        yield chunk
+
+
+def _gunzip(chunks: Iterable[bytes], name: str, settings: Settings) -> Iterator[bytes]:
+    """Inflate a (possibly multi-member) gzip stream, failing on bombs, corruption and truncation."""
+    limit, ratio = settings.max_decompressed_bytes, settings.max_compression_ratio
+    member = None
+    consumed = produced = 0
+    pending = b""
+    for chunk in chunks:
+        consumed += len(chunk)
+        data = pending + chunk
+        pending = b""
+        while data:
+            if member is None:
+                if len(data) < 2:
+                    pending = data
+                    break
+                if data[:2] != _GZIP_MAGIC:
+                    if produced and not data.strip(b"\x00"):
+                        break  # zero padding after the last member, as some tools write
+                    if produced:
+                        raise FileError(
+                            f"{name} has data after its gzip stream that is not gzip; re-compress the file", "corrupt_gzip"
+                        )
+                    raise FileError(
+                        f"{name} ends in .gz but is not gzip-compressed; compress it with gzip or drop the .gz suffix",
+                        "not_gzip",
+                    )
+                member = zlib.decompressobj(wbits=31)
+            while True:
+                try:
+                    out = member.decompress(data, CHUNK)
+                except zlib.error as exc:
+                    raise FileError(
+                        f"{name} is a damaged gzip file ({exc}) after {produced} decompressed bytes; upload it again",
+                        "corrupt_gzip",
+                    ) from None
+                data = member.unconsumed_tail
+                if out:
+                    produced += len(out)
+                    if produced > limit:
+                        raise FileError(
+                            f"{name} inflates past MAX_DECOMPRESSED_BYTES={limit} bytes; split it into smaller files",
+                            "too_large_decompressed",
+                        )
+                    if produced > RATIO_GRACE_BYTES and produced > ratio * consumed:
+                        raise FileError(
+                            f"{name} inflates more than MAX_COMPRESSION_RATIO={ratio} times its compressed size "
+                            "(a gzip bomb?); it was not scored. Upload it uncompressed or raise the limit",
+                            "compression_ratio",
+                        )
+                    yield out
+                if member.eof:
+                    data = member.unused_data
+                    member = None
+                    break
+                if not data and len(out) < CHUNK:
+                    break  # needs more input
+    if member is not None or (pending and not (produced and pending == b"\x00")):
+        raise FileError(
+            f"{name} is truncated: its gzip stream ends early, after {produced} decompressed bytes; upload the whole file again",
+            "truncated_gzip",
+        )
+
+
+def _as_utf8(chunks: Iterable[bytes], name: str) -> Iterator[bytes]:
+    """Drop a UTF-8 byte-order mark; transcode UTF-16/32 (recognised by their mark) to UTF-8."""
+    it = iter(chunks)
+    head = b""
+    for chunk in it:
+        head += chunk
+        if len(head) >= 4:
+            break
+    if not head:
+        raise FileError(f"{name} is empty: there is nothing to score; upload a file with one tweet per line", "empty_file")
+    if head.startswith(codecs.BOM_UTF8):
+        yield head[3:]
+        yield from it
+        return
+    for bom, codec in (
+        (codecs.BOM_UTF32_LE, "utf-32"),
+        (codecs.BOM_UTF32_BE, "utf-32"),
+        (codecs.BOM_UTF16_LE, "utf-16"),
+        (codecs.BOM_UTF16_BE, "utf-16"),
+    ):
+        if head.startswith(bom):
+            decoder = codecs.getincrementaldecoder(codec)()
+            try:
+                for chunk in chain([head], it):
+                    yield decoder.decode(chunk).encode("utf-8")
+                yield decoder.decode(b"", final=True).encode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise FileError(
+                    f"{name} starts with a {codec.upper()} byte-order mark but is not valid {codec.upper()} "
+                    f"({exc.reason}); re-save it as UTF-8",
+                    "bad_encoding",
+                ) from None
+            return
+    yield head
+    yield from it
+
+
+def _physical_lines(chunks: Iterable[bytes], max_bytes: int) -> Iterator[bytes | None]:
+    """Split on LF, CRLF or a lone CR; a line longer than `max_bytes` comes out as None, unread."""
+    buf = b""
+    overflow = False  # the current line is already known to be too long; its bytes are dropped
+    for chunk in chunks:
+        buf = buf + chunk if buf else chunk
+        if b"\r" not in buf:
+            parts = buf.split(b"\n")
+            buf = parts.pop()
+            for part in parts:
+                if overflow or len(part) > max_bytes:
+                    overflow = False
+                    yield None
+                else:
+                    yield part
+        else:
+            start, end = 0, len(buf)
+            for m in _EOL.finditer(buf):
+                if m.end() == end and m.group() == b"\r":
+                    break  # a "\n" may open the next chunk: decide then
+                part = buf[start : m.start()]
+                if overflow or len(part) > max_bytes:
+                    overflow = False
+                    yield None
+                else:
+                    yield part
+                start = m.end()
+            buf = buf[start:]
+        if len(buf) - buf.endswith(b"\r") > max_bytes:
+            overflow = True
+            buf = b"\r" if buf.endswith(b"\r") else b""
+    if buf or overflow:
+        last = buf[:-1] if buf.endswith(b"\r") else buf
+        yield None if overflow or len(last) > max_bytes else last
+
+
+# --- rows ----------------------------------------------------------------------------
+
+
+def _decode_line(raw: bytes | None, n: int, name: str, settings: Settings) -> str | Rejected:
+    if raw is None:
+        return Rejected(
+            n,
+            rc.LINE_TOO_LONG,
+            f"line {n} of {name} is longer than MAX_LINE_BYTES={settings.max_line_bytes} bytes and was skipped; "
+            "put one tweet on each line",
+        )
+    if b"\x00" in raw:
+        return _nul(n, name)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return Rejected(
+            n,
+            rc.INVALID_UTF8,
+            f"line {n} of {name} is not valid UTF-8 (byte 0x{raw[exc.start]:02x} at byte {exc.start + 1}); "
+            "re-save the file as UTF-8",
+        )
+
+
+def _nul(n: int, name: str) -> Rejected:
+    return Rejected(
+        n,
+        rc.NUL_BYTES,
+        f"line {n} of {name} contains NUL bytes; the file may be binary or UTF-16 without a byte-order mark: "
+        "re-save it as UTF-8",
+    )
+
+
+def _check_text(text: str, n: int, name: str, settings: Settings) -> Rejected | None:
+    if not text.strip():
+        return Rejected(
+            n, rc.EMPTY_TEXT, f"line {n} of {name} has no text; put one tweet on each line (blank rows are counted, not scored)"
+        )
+    if "\x00" in text:
+        return _nul(n, name)
+    if len(text) > settings.max_text_chars:
+        return Rejected(
+            n,
+            rc.TEXT_TOO_LONG,
+            f"line {n} of {name} has {len(text)} characters, more than MAX_TEXT_CHARS={settings.max_text_chars}; "
+            "check that it is one tweet, or raise MAX_TEXT_CHARS",
+        )
+    return None
+
+
+def _read_txt(lines: Iterable[bytes | None], name: str, settings: Settings) -> Iterator[Item]:
+    for n, raw in enumerate(lines, 1):
+        text = _decode_line(raw, n, name, settings)
+        if isinstance(text, Rejected):
+            yield text
+        else:
+            yield _check_text(text, n, name, settings) or Record(n, text)
+
+
+def _read_jsonl(lines: Iterable[bytes | None], name: str, settings: Settings) -> Iterator[Item]:
+    field = settings.text_column or "text"
+    for n, raw in enumerate(lines, 1):
+        line = _decode_line(raw, n, name, settings)
+        if isinstance(line, Rejected):
+            yield line
+            continue
+        if not line.strip():
+            yield _check_text(line, n, name, settings)
+            continue
+        try:
+            obj = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            yield Rejected(
+                n,
+                rc.MALFORMED_JSON,
+                f'line {n} of {name} is not valid JSON ({exc}); write one JSON object per line, like {{"text": "…"}}',
+            )
+            continue
+        if not isinstance(obj, dict):
+            yield Rejected(
+                n,
+                rc.NOT_AN_OBJECT,
+                f'line {n} of {name} is a JSON {type(obj).__name__}, not an object; write {{"{field}": "…"}} on each line',
+            )
+            continue
+        text = obj.get(field)
+        if text is None:
+            yield Rejected(n, rc.MISSING_TEXT, f'line {n} of {name} has no "{field}" field; add the tweet as "{field}"')
+            continue
+        if not isinstance(text, str):
+            yield Rejected(
+                n,
+                rc.TEXT_NOT_A_STRING,
+                f'line {n} of {name}: "{field}" is a {type(text).__name__}, not a string; write the tweet as a JSON string',
+            )
+            continue
+        ident = obj.get("id")
+        if ident is not None and (isinstance(ident, bool) or not isinstance(ident, (str, int))):
+            yield Rejected(n, rc.INVALID_ID, f'line {n} of {name}: "id" must be a string or an integer')
+            continue
+        yield _check_text(text, n, name, settings) or Record(n, text, None if ident is None else str(ident))
+
+
+def _csv_text_lines(lines: Iterable[bytes | None]) -> Iterator[str]:
+    # surrogateescape keeps undecodable bytes visible, so the row holding them is rejected
+    # after parsing instead of derailing the parser.
+    for raw in lines:
+        yield _TOO_LONG + "\n" if raw is None else raw.decode("utf-8", "surrogateescape") + "\n"
+
+
+def _read_csv(lines: Iterable[bytes | None], name: str, settings: Settings) -> Iterator[Item]:
+    reader = csv.reader(_csv_text_lines(lines), strict=True)
+    try:
+        header = next(reader)
+    except (StopIteration, csv.Error):
+        header = []
+    if not header or any(_TOO_LONG in h or _SURROGATE.search(h) for h in header):
+        raise FileError(
+            f"{name}: the first line must be a CSV header naming the columns (text, tweet or content; optional id)",
+            "missing_header",
+        )
+    columns = [h.strip().lower() for h in header]
+    wanted = (settings.text_column.lower(),) if settings.text_column else TEXT_COLUMNS
+    text_at = next((columns.index(c) for c in wanted if c in columns), None)
+    if text_at is None:
+        hint = f"TEXT_COLUMN={settings.text_column!r} is not among them" if settings.text_column else (
+            "name the tweet column text, tweet or content, or set TEXT_COLUMN"
+        )
+        raise FileError(f"{name} has no text column: its header is {header!r}; {hint}", "missing_text_column")
+    id_at = columns.index("id") if "id" in columns else None
+    width = len(header)
+    while True:
+        start = reader.line_num + 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            end = reader.line_num
+            if "unexpected end of data" in str(exc):
+                yield Rejected(
+                    start,
+                    rc.MALFORMED_CSV,
+                    f"the record starting at line {start} of {name} opens a quoted field that is never closed "
+                    f"(lines {start}-{end} were read as one field); close the quote, and double any quote inside it",
+                )
+                return
+            if "field limit" in str(exc) and end > start:
+                raise FileError(
+                    f"{name}: the quoted field opened at line {start} is still open at line {end}; "
+                    "close the quote, and double any quote inside a quoted field",
+                    "unclosed_quote",
+                ) from None
+            if "field limit" in str(exc):
+                yield Rejected(start, rc.TEXT_TOO_LONG, f"line {start} of {name} holds a field too long to be a tweet")
+                continue
+            yield Rejected(
+                start,
+                rc.MALFORMED_CSV,
+                f"line {start} of {name} is not valid CSV ({exc}); quote fields that hold commas, quotes or line breaks",
+            )
+            continue
+        yield _csv_row(row, start, name, settings, width, text_at, id_at)
+
+
+def _csv_row(row: list[str], n: int, name: str, settings: Settings, width: int, text_at: int, id_at: int | None) -> Item:
+    if not row or row == [""]:
+        return _check_text("", n, name, settings)
+    if any(_TOO_LONG in f for f in row):
+        return _decode_line(None, n, name, settings)
+    if any(_SURROGATE.search(f) for f in row):
+        return Rejected(n, rc.INVALID_UTF8, f"line {n} of {name} is not valid UTF-8; re-save the file as UTF-8")
+    if len(row) != width:
+        return Rejected(
+            n,
+            rc.MALFORMED_CSV,
+            f"line {n} of {name} has {len(row)} fields but the header has {width}; "
+            "quote fields that contain commas",
+        )
+    ident = row[id_at] if id_at is not None else None
+    return _check_text(row[text_at], n, name, settings) or Record(n, row[text_at], ident)
