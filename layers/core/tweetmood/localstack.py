@@ -223,9 +223,14 @@ def run_demo(out_dir: Path = REPO / ".demo") -> int:
         responses = _deliver(events, log_file, tqdm)
         manifests = _download_results(s3, out_dir)
     _print_report(manifests, out_dir, responses[-1], OutputManifest)
-    print(f"\nhandler logs: {log_file.relative_to(REPO)}")
+    print(f"\nhandler logs: {_shown(log_file)}")
     failed = [m for m in manifests if m.status != "complete"]
     return 1 if failed else 0
+
+
+def _shown(path: Path) -> Path:
+    """A path as a person at the repo root would type it."""
+    return path.relative_to(REPO) if path.is_relative_to(REPO) else path
 
 
 def _deliver(events: list[dict], log_file: Path, tqdm) -> list[Any]:
@@ -306,7 +311,7 @@ def _print_report(manifests: list, out_dir: Path, last_response: Any, OutputMani
     if isinstance(last_response, dict):
         counts = {k: len(v) for k, v in last_response.items() if isinstance(v, list)}
         print(f"the first event, delivered again (Lambda delivers at least once): {counts}")
-    rel = out_dir.relative_to(REPO) if out_dir.is_relative_to(REPO) else out_dir
+    rel = _shown(out_dir)
     first = next((m.output_key for m in sorted(manifests, key=lambda m: m.source_key) if m.complete), None)
     print(f"\nresults: {rel}/{OUTPUT_PREFIX} (one .jsonl and one .manifest.json per input)")
     if first:
