@@ -303,7 +303,12 @@ def _record_outcome(summary: dict, key: str, run: Callable[[], OutputManifest]) 
         summary["failed"].append({"key": key, "reason": f"{type(exc).__name__}: {exc}"})
         return
     if manifest.skipped:
-        why = "already scored for this version" if manifest.complete else f"gave up after {manifest.attempts} attempts"
+        if manifest.complete:
+            why = "already scored for this version"
+        elif not manifest.retryable:
+            why = f"this version already failed and retrying cannot help: {manifest.reason}"
+        else:
+            why = f"gave up after {manifest.attempts} attempts: {manifest.reason}"
         summary["skipped"].append({"key": key, "reason": f"{why} (see {manifest_key_for(manifest.output_key)})"})
         return
     entry = {
