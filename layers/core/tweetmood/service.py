@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import logging
 import os
 import tempfile
@@ -24,6 +25,8 @@ log = logging.getLogger("tweetmood")
 RemainingMs = Callable[[], int]
 # How often (in rows) the scoring loop looks at the clock.
 CLOCK_EVERY = 256
+# S3 multipart parts (at least 5 MiB except the last): bounded memory, at most ~160 GB of output.
+PART_SIZE = 16 << 20
 
 
 class ObjectGone(Exception):
@@ -271,14 +274,73 @@ def _score_to_s3(
     s3: Any, bucket: str, key: str, output_key: str, body: BinaryIO, settings: Settings, classifier: Any,
     remaining_ms: RemainingMs | None,
 ) -> OutputManifest:
-    # A temp file in /tmp, uploaded in one managed (multipart when large) transfer: the
-    # output key appears only once all of it is there.
-    with tempfile.TemporaryFile(prefix="tweetmood-") as tmp:
-        manifest = score_stream(body, key, classifier, settings, tmp, remaining_ms=remaining_ms)
+    sink = MultipartSink(s3, bucket, output_key, CONTENT_TYPES[settings.output_format])
+    try:
+        manifest = score_stream(body, key, classifier, settings, sink, remaining_ms=remaining_ms)
         if manifest.complete:
-            tmp.seek(0)
-            s3.upload_fileobj(tmp, bucket, output_key, ExtraArgs={"ContentType": CONTENT_TYPES[settings.output_format]})
+            sink.commit()
+    finally:
+        sink.abort()  # no-op once committed
     return manifest
+
+
+class MultipartSink(io.RawIOBase):
+    """A write-only stream into one S3 object that becomes visible only on `commit()`.
+
+    Output goes up in parts of `part_size` as it is written, so neither memory nor /tmp
+    (512 MB by default on Lambda) limits the output size; `abort()` discards the parts.
+    A bucket lifecycle rule should abort incomplete uploads left by a killed invocation.
+    """
+
+    def __init__(self, s3: Any, bucket: str, key: str, content_type: str, part_size: int = PART_SIZE):
+        super().__init__()
+        self._s3, self._bucket, self._key, self._type = s3, bucket, key, content_type
+        self._part_size = part_size
+        self._buffer = bytearray()
+        self._parts: list[dict] = []
+        self._upload_id: str | None = None
+        self._done = False
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        self._buffer += data
+        while len(self._buffer) >= self._part_size:
+            self._upload_part(bytes(self._buffer[: self._part_size]))
+            del self._buffer[: self._part_size]
+        return len(data)
+
+    def _upload_part(self, data: bytes) -> None:
+        if self._upload_id is None:
+            self._upload_id = self._s3.create_multipart_upload(
+                Bucket=self._bucket, Key=self._key, ContentType=self._type
+            )["UploadId"]
+        number = len(self._parts) + 1
+        etag = self._s3.upload_part(
+            Bucket=self._bucket, Key=self._key, UploadId=self._upload_id, PartNumber=number, Body=data
+        )["ETag"]
+        self._parts.append({"ETag": etag, "PartNumber": number})
+
+    def commit(self) -> None:
+        """Make the object visible with everything written so far."""
+        if self._upload_id is None:  # small output: one plain PUT
+            self._s3.put_object(Bucket=self._bucket, Key=self._key, Body=bytes(self._buffer), ContentType=self._type)
+        else:
+            if self._buffer:
+                self._upload_part(bytes(self._buffer))
+            self._s3.complete_multipart_upload(
+                Bucket=self._bucket, Key=self._key, UploadId=self._upload_id, MultipartUpload={"Parts": self._parts}
+            )
+        self._buffer.clear()
+        self._done = True
+
+    def abort(self) -> None:
+        """Drop an uncommitted upload; nothing becomes visible."""
+        if not self._done and self._upload_id is not None:
+            self._s3.abort_multipart_upload(Bucket=self._bucket, Key=self._key, UploadId=self._upload_id)
+        self._buffer.clear()
+        self._done = True
 
 
 def _failed(key: str, settings: Settings, classifier: Any, reason: str, *, retryable: bool) -> OutputManifest:

@@ -197,3 +197,39 @@ def test_the_sweep_stops_before_its_time_runs_out_and_reports_the_rest(s3, tiny_
 def test_the_sweep_needs_a_bucket_name(s3, tiny_classifier):
     with pytest.raises(ValueError, match="BUCKET_NAME"):
         sweep_pending(s3=s3, settings=Settings(), classifier=tiny_classifier, remaining_ms=PLENTY)
+
+
+def test_large_output_goes_up_in_parts_and_appears_only_on_commit(s3):
+    from tweetmood.service import MultipartSink
+
+    part = 5 << 20  # S3's smallest part
+    sink = MultipartSink(s3, BUCKET, "scored/big.jsonl", "application/x-ndjson", part_size=part)
+    chunk = b"x" * 99_999 + b"\n"
+    for _ in range(120):  # 12 MB: two full parts and a tail
+        sink.write(chunk)
+    assert keys_under(s3, "scored/") == []  # parts uploaded, nothing visible yet
+    assert len(s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", [])) == 1
+    sink.commit()
+    sink.abort()  # after commit: nothing to undo
+    assert get(s3, "scored/big.jsonl") == chunk * 120
+    assert s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
+
+
+def test_an_aborted_output_leaves_no_object_and_no_pending_parts(s3):
+    from tweetmood.service import MultipartSink
+
+    sink = MultipartSink(s3, BUCKET, "scored/half.jsonl", "application/x-ndjson", part_size=5 << 20)
+    sink.write(b"y" * (6 << 20))
+    sink.abort()
+    assert keys_under(s3, "scored/") == []
+    assert s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
+
+
+def test_csv_output_format_writes_a_csv_object(s3, tiny_classifier):
+    settings = Settings(bucket=BUCKET, output_format="csv")
+    key, size, etag = put(s3, "incoming/c.txt", b"hello there\n\n")
+    manifest = score_s3_object(s3, BUCKET, key, settings=settings, classifier=tiny_classifier, etag=etag)
+    lines = get(s3, "scored/c.txt.csv").decode("utf-8").splitlines()
+    assert manifest.output_key == "scored/c.txt.csv" and manifest.format == "csv"
+    assert lines[0].startswith("line,id,text,label,score,") and len(lines) == 1 + manifest.rows_read == 3
+    assert s3.head_object(Bucket=BUCKET, Key="scored/c.txt.csv")["ContentType"].startswith("text/csv")
