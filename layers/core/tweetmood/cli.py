@@ -78,12 +78,14 @@ def _score(args: argparse.Namespace, settings: Settings) -> int:
     except ModelError as exc:
         print(f"tweetmood: {exc}\n  (no trained model yet? try --model tests/fixtures/tiny-model)", file=sys.stderr)
         return 2
+    from botocore.exceptions import BotoCoreError, ClientError
+
     try:
         if args.input.startswith("s3://"):
             manifest, where = _score_s3(args, settings, classifier)
         else:
             manifest, where = _score_local(args, settings, classifier)
-    except (ValueError, FileNotFoundError, service.ObjectGone) as exc:
+    except (ValueError, OSError, service.ObjectGone, BotoCoreError, ClientError) as exc:
         print(f"tweetmood: {exc}", file=sys.stderr)
         return 2
     print(manifest.summary())

@@ -112,3 +112,12 @@ def test_every_shared_s3_event_is_scored_or_skipped_with_a_reason(path, load_eve
     assert summary["failed"] == []
     assert len(summary["scored"]) + len(summary["skipped"]) == len(records)
     assert all(s["reason"] for s in summary["skipped"])
+
+
+def test_an_unreachable_endpoint_is_reported_without_a_traceback(aws_credentials, tiny_model_dir, capsys):
+    from tweetmood.localstack import free_port
+
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    args = ["score", "s3://b/incoming/x.txt", "--endpoint-url", url, "--model", str(tiny_model_dir)]
+    assert main(args) == 2
+    assert "Could not connect" in capsys.readouterr().err
