@@ -219,8 +219,9 @@ def score_s3_object(
 ) -> OutputManifest:
     """Score `s3://bucket/key` into the output prefix; the manifest is written last.
 
-    Skips (returning the earlier manifest with `skipped=True`) when a complete manifest
-    already names this source ETag. Raises `ObjectGone` if the object has disappeared.
+    Skips (returning the earlier manifest with `skipped=True`) when the manifest already
+    names this source ETag and is complete or failed for good; `force` scores anyway.
+    Raises `ObjectGone` if the object has disappeared; other failures become a failed manifest.
     """
     output_key = output_key or output_key_for(key, settings)
     if not output_key.startswith(settings.output_prefix) or output_key == key:
