@@ -1,0 +1,47 @@
+"""Lambda handler for S3 uploads: score every object the notification names, via tweetmood.service."""
+
+from __future__ import annotations
+
+import functools
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+
+from tweetmood.model_store import load_classifier
+from tweetmood.service import handle_s3_event
+from tweetmood.settings import Settings
+
+logger = Logger()
+metrics = Metrics()
+tracer = Tracer()
+
+
+class FilesNotScored(RuntimeError):
+    """Objects got neither a result nor a failed manifest; raised so Lambda retries the event, then dead-letters it."""
+
+
+@functools.cache
+def _dependencies():
+    """The S3 client, settings and classifier: built on the first invocation, reused while the container is warm."""
+    settings = Settings.from_env()
+    return boto3.client("s3"), settings, load_classifier(settings)
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict, context) -> dict:
+    s3, settings, classifier = _dependencies()
+    summary = handle_s3_event(
+        event, s3=s3, settings=settings, classifier=classifier, remaining_ms=context.get_remaining_time_in_millis
+    )
+    metrics.add_metric(name="RowsScored", unit=MetricUnit.Count, value=sum(f["rows_scored"] for f in summary["scored"]))
+    rejected = sum(f.get("rows_rejected", 0) for f in summary["scored"] + summary["failed"])
+    metrics.add_metric(name="RowsRejected", unit=MetricUnit.Count, value=rejected)
+    metrics.add_metric(name="FilesFailed", unit=MetricUnit.Count, value=len(summary["failed"]))
+    # A failed file with a manifest is settled (or left to the sweep); one without never got that far.
+    unsettled = summary["remaining"] + [f["key"] for f in summary["failed"] if "output_key" not in f]
+    if unsettled:
+        raise FilesNotScored(f"not scored, retrying the event: {', '.join(unsettled)}")
+    return summary
