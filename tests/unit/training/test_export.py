@@ -1,0 +1,116 @@
+"""Export, quantization, serving directory and parity gate on a tiny BERT built locally."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import onnx
+import pytest
+
+from training.export import (DEFAULT_QUANTIZATION, ParityError, _graph_feeds, _quantize_embeddings, batch_independence,
+                             check_parity, op_counts, plain_export, quantize, run_graph, torch_logits)
+from tweetmood.classifier import Classifier, sha256_file
+
+from conftest import LABELS, build_tiny_checkpoint
+
+pytestmark = pytest.mark.unit
+
+RAW_TWEETS = ["I'm SO happy today!!! 😀 https://t.co/x", "@sam why am i always this lonely...", "furious. again.",
+              "#love this sweet day", "scared scared scared", "wow, shocked!"]
+
+
+def _weight_matmuls(path) -> int:
+    graph = onnx.load(str(path)).graph
+    weights = {i.name for i in graph.initializer}
+    return sum(1 for n in graph.node if n.op_type == "MatMul" and n.input[1] in weights)
+
+
+def test_the_export_has_dynamic_batch_and_sequence_axes(tiny_export):
+    work, fp32 = tiny_export
+    for graph in (plain_export(work), fp32):
+        for tensor in onnx.load(str(graph)).graph.input:
+            dims = tensor.type.tensor_type.shape.dim
+            assert [bool(d.dim_param) for d in dims] == [True, True], tensor.name
+
+
+def test_the_optimized_graph_fuses_attention_and_layer_norm_and_matches_the_export(tiny_export):
+    work, fp32 = tiny_export
+    ops = op_counts(fp32)
+    assert ops["Attention"] == 2 and ops["SkipLayerNormalization"] >= 2
+    assert json.loads((work / "export.json").read_text())["optimized_max_abs_diff"] <= 1e-4
+
+
+def test_static_int8_quantizes_every_weight_matmul(tiny_export, tiny_serving):
+    work, _ = tiny_export
+    n_weight_matmuls = _weight_matmuls(plain_export(work))
+    graph = onnx.load(str(tiny_serving("int8-static") / "model.onnx")).graph
+    producers = {o: n for n in graph.node for o in n.output}
+    quantized = [n for n in graph.node if n.op_type == "MatMul"
+                 and producers.get(n.input[1]) is not None and producers[n.input[1]].op_type == "DequantizeLinear"]
+    assert n_weight_matmuls == 12  # 2 layers x (q, k, v, attention out, ffn in, ffn out)
+    assert len(quantized) >= n_weight_matmuls
+
+
+def test_int8_embedding_rows_are_gathered_and_scaled_row_by_row(tiny_export, tiny_splits, tmp_path):
+    work, _ = tiny_export
+    out = tmp_path / "embeddings.onnx"
+    shutil.copyfile(plain_export(work), out)
+    _quantize_embeddings(out, min_rows=1)  # the tiny vocabulary is under the 1024-row threshold
+    tables = [i for i in onnx.load(str(out)).graph.initializer if i.data_type == onnx.TensorProto.INT8]
+    assert {t.name for t in tables} >= {"bert.embeddings.word_embeddings.weight_q"}
+    feeds = _graph_feeds(out, work / "exported" / "tokenizer.json", [e.text for e in tiny_splits.test], 64)
+    np.testing.assert_allclose(run_graph(out, feeds), run_graph(plain_export(work), feeds), atol=0.05)
+
+
+def test_dynamic_int8_turns_every_weight_matmul_into_matmul_integer(tiny_export, tmp_path):
+    work, _ = tiny_export
+    out = quantize(plain_export(work), tmp_path / "dynamic.onnx", "int8-dynamic")
+    assert op_counts(out)["MatMulInteger"] >= _weight_matmuls(plain_export(work))  # + the pooler and head Gemms
+
+
+def test_the_serving_directory_follows_the_model_directory_contract(tiny_serving):
+    serving = tiny_serving(DEFAULT_QUANTIZATION)
+    meta = json.loads((serving / "model.json").read_text())
+    assert {p.name for p in serving.iterdir()} >= {"model.onnx", "model.json", "tokenizer.json", "README.md"}
+    assert meta["sha256"] == sha256_file(serving / "model.onnx")
+    assert meta["version"] == f"tiny-bert-{meta['sha256'][:8]}"
+    assert meta["labels"] == LABELS and meta["max_length"] == 64
+    assert meta["encoder"] == {"type": "wordpiece", "tokenizer_file": "tokenizer.json"}
+    assert meta["output"] == {"name": "logits", "kind": "logits"}
+    assert meta["normalization"] == "tweet-v1" and meta["quantization"] == DEFAULT_QUANTIZATION
+    assert meta["created"].endswith("Z") and meta["base_model"]
+    tokenizer = json.loads((serving / "tokenizer.json").read_text())
+    assert tokenizer["truncation"]["max_length"] == 64 and tokenizer["padding"]["pad_token"] == "[PAD]"
+
+
+@pytest.mark.parametrize("quantization, atol", [("fp32", 1e-4), (DEFAULT_QUANTIZATION, 0.05)])
+def test_the_serving_core_scores_like_pytorch(tiny_checkpoint, tiny_serving, tiny_splits, quantization, atol):
+    texts = [e.text for e in tiny_splits.test[:48]] + RAW_TWEETS
+    classifier = Classifier.from_dir(tiny_serving(quantization), threads=1)
+    logits = torch_logits(tiny_checkpoint, texts, 64)
+    expected = np.exp(logits - logits.max(1, keepdims=True))
+    expected /= expected.sum(1, keepdims=True)
+    np.testing.assert_allclose(classifier.predict_proba(texts), expected, atol=atol)
+
+
+def test_the_default_quantization_scores_a_tweet_the_same_alone_or_in_any_batch(tiny_serving, tiny_splits):
+    classifier = Classifier.from_dir(tiny_serving(DEFAULT_QUANTIZATION), threads=1)
+    texts = [e.text for e in tiny_splits.test] + RAW_TWEETS
+    assert batch_independence(classifier, texts, batch_size=64) <= 1e-4
+
+
+def test_the_parity_gate_passes_the_int8_model_and_records_it(tiny_checkpoint, tiny_serving, tiny_splits):
+    serving = tiny_serving(DEFAULT_QUANTIZATION)
+    report = check_parity(tiny_checkpoint, serving, [e.text for e in tiny_splits.test], [e.label for e in tiny_splits.test])
+    assert report.passed and report.agreement >= 0.99
+    recorded = json.loads((serving / "metrics.json").read_text())["parity"]
+    assert recorded["agreement"] == pytest.approx(report.agreement) and "max_logit_diff" in recorded
+
+
+def test_the_parity_gate_stops_a_model_that_disagrees_with_its_checkpoint(tmp_path, tiny_serving, tiny_splits):
+    other = build_tiny_checkpoint(tmp_path, tiny_splits, seed=1, steps=0)  # same shapes, untrained weights
+    with pytest.raises(ParityError, match="do not ship it"):
+        check_parity(other, tiny_serving(DEFAULT_QUANTIZATION), [e.text for e in tiny_splits.test],
+                     [e.label for e in tiny_splits.test])

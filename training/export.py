@@ -1,0 +1,499 @@
+"""ONNX export of a fine-tuned checkpoint, graph optimization, int8 quantization, the serving directory and the parity gate."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from tweetmood.classifier import Classifier, sha256_file
+from tweetmood.encoders import WordPieceEncoder
+from tweetmood.normalize import NORMALIZATION_VERSION, normalize_tweet
+
+# The exporter imports transformers, which would otherwise import TensorFlow too (seconds, and a second framework).
+os.environ.setdefault("USE_TF", "0")
+os.environ.setdefault("TRANSFORMERS_NO_TF", "1")
+
+# model.json "quantization" value -> what it is. Static int8 is the default: its activation scales are fixed at
+# calibration, so a tweet's scores do not depend on the other tweets in its batch (dynamic int8 computes them per batch).
+QUANTIZATIONS = {
+    "fp32": "no quantization: the optimized float32 graph",
+    "int8-static": "static int8, QDQ format: per-channel int8 weights, int8 activations calibrated (MinMax) on training "
+                   "texts, int8 embedding rows",
+    "int8-static-qop": "static int8, QOperator format (QLinearMatMul): as int8-static with fused quantized operators",
+    "int8-weight-only": "int8 per-channel weights and embedding rows, float32 activations",
+    "int8-dynamic": "dynamic int8: per-channel int8 weights, activation scales computed per batch (scores depend on the batch)",
+    "int8-dynamic-embeddings": "int8-dynamic plus int8 embedding tables (Gather)",
+}
+DEFAULT_QUANTIZATION = "int8-static"
+OPTIMIZED_ATOL = 1e-4
+BATCH_INDEPENDENCE_ATOL = 1e-4
+
+
+class ExportError(RuntimeError):
+    """The export, the optimization or the quantization produced a graph that does not match its source."""
+
+
+class ParityError(RuntimeError):
+    """The quantized serving model disagrees with the float32 PyTorch model beyond the gate."""
+
+
+@dataclass
+class ParityReport:
+    n: int
+    agreement: float
+    accuracy_torch: float
+    accuracy_onnx: float
+    accuracy_delta: float
+    max_logit_diff: float
+    max_prob_diff: float
+    passed: bool
+
+    def as_dict(self) -> dict:
+        return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
+
+
+def _graph_feeds(model_path: Path, tokenizer_file: Path, texts: Sequence[str], max_length: int) -> dict[str, np.ndarray]:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    encoder = WordPieceEncoder(tokenizer_file, max_length, {i.name: i.type for i in session.get_inputs()})
+    return encoder(texts)
+
+
+def run_graph(model_path: str | Path, feeds: dict[str, np.ndarray], threads: int = 1) -> np.ndarray:
+    """Logits of an ONNX graph for prepared feeds (inputs it does not take are dropped)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    session = ort.InferenceSession(str(model_path), sess_options=opts, providers=["CPUExecutionProvider"])
+    names = {i.name for i in session.get_inputs()}
+    return session.run(None, {k: v for k, v in feeds.items() if k in names})[0]
+
+
+def export_onnx(checkpoint_dir: str | Path, out_dir: str | Path, opset: int = 18, check_texts: Sequence[str] | None = None,
+                fuse_attention: bool = True) -> Path:
+    """Export an HF sequence-classification checkpoint (dynamic batch and sequence axes) to
+    `out_dir/exported/model.onnx`, then fuse it with onnxruntime's BERT optimizer (attention, LayerNorm, GELU,
+    embeddings) into `out_dir/model-fp32.onnx`, which is returned after checking that its logits match the plain
+    export within 1e-4. Quantize the plain export (`plain_export(out_dir)`), not the fused graph: see `quantize`."""
+    from optimum.exporters.onnx import main_export
+
+    checkpoint_dir, out_dir = Path(checkpoint_dir), Path(out_dir)
+    raw_dir = out_dir / "exported"
+    main_export(str(checkpoint_dir), str(raw_dir), task="text-classification", opset=opset, local_files_only=True,
+                do_validation=False, library_name="transformers")
+    raw_path = raw_dir / "model.onnx"
+    optimized = optimize_graph(raw_path, out_dir / "model-fp32.onnx", fuse_attention=fuse_attention)
+    texts = list(check_texts or _default_check_texts())
+    feeds = _graph_feeds(raw_path, raw_dir / "tokenizer.json", texts, 128)
+    diff = float(np.abs(run_graph(raw_path, feeds) - run_graph(optimized, feeds)).max())
+    if diff > OPTIMIZED_ATOL:
+        raise ExportError(f"{optimized}: the optimized graph's logits differ from the export by {diff:.2e} "
+                          f"(> {OPTIMIZED_ATOL}); export with fuse_attention=False or report the fusion as a bug")
+    (out_dir / "export.json").write_text(json.dumps({"optimized_max_abs_diff": diff, "opset": opset,
+                                                     "fuse_attention": fuse_attention}, indent=2) + "\n")
+    return optimized
+
+
+def plain_export(out_dir: str | Path) -> Path:
+    """The unfused float32 graph `export_onnx` wrote under `out_dir`: the input to `quantize`."""
+    return Path(out_dir) / "exported" / "model.onnx"
+
+
+def _default_check_texts() -> list[str]:
+    return ["i feel so happy today", "i am scared and alone", "im feeling rather rotten so im not very ambitious right now",
+            "i didnt feel humiliated", "i love you", "what a surprise that was", "i feel angry about the whole thing and "
+            "i cannot say why but it keeps coming back whenever i think of it"]
+
+
+def optimize_graph(onnx_path: str | Path, out_path: str | Path, fuse_attention: bool = True) -> Path:
+    """onnxruntime's transformer optimizer for BERT: LayerNorm, GELU, embedding (and optionally attention) fusion."""
+    from onnxruntime.transformers.fusion_options import FusionOptions
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    options = FusionOptions("bert")
+    options.enable_attention = fuse_attention
+    options.enable_embed_layer_norm = fuse_attention  # EmbedLayerNormalization needs the fused Attention's mask
+    model = optimize_model(str(onnx_path), model_type="bert", optimization_options=options, opt_level=0)
+    out_path = Path(out_path)
+    model.save_model_to_file(str(out_path))
+    return out_path
+
+
+def op_counts(onnx_path: str | Path) -> Counter:
+    """Node types in a graph: how many MatMuls were quantized, which fused operators are there."""
+    import onnx
+
+    return Counter(node.op_type for node in onnx.load(str(onnx_path), load_external_data=False).graph.node)
+
+
+class _CalibrationReader:
+    """Feeds a few hundred normalized training texts, a batch at a time, to the static calibrator."""
+
+    def __init__(self, model_path: Path, tokenizer_file: Path, texts: Sequence[str], max_length: int, batch_size: int = 32):
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+        encoder = WordPieceEncoder(tokenizer_file, max_length, {i.name: i.type for i in session.get_inputs()})
+        prepared = [normalize_tweet(t) for t in texts]
+        self._batches = iter([encoder(prepared[i : i + batch_size]) for i in range(0, len(prepared), batch_size)])
+
+    def get_next(self):
+        return next(self._batches, None)
+
+    def rewind(self):  # the MinMax calibrator reads once; nothing to rewind
+        pass
+
+
+def quantize(onnx_path: str | Path, out_path: str | Path, method: str = DEFAULT_QUANTIZATION,
+             calibration_texts: Sequence[str] = (), tokenizer_file: str | Path | None = None, max_length: int = 64) -> Path:
+    """Write `onnx_path` quantized with `method` (a key of QUANTIZATIONS) to `out_path`.
+
+    Pass the plain export: onnx's shape inference does not know the fused contrib operators (SkipLayerNormalization,
+    BiasGelu), so the quantizer would skip the tensors around them; onnxruntime applies those fusions, and folds the
+    QDQ pairs into QLinearMatMul, when it loads the quantized graph."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    if method not in QUANTIZATIONS:
+        raise ValueError(f"unknown quantization {method!r}; expected one of {sorted(QUANTIZATIONS)}")
+    onnx_path, out_path = Path(onnx_path), Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    if method == "fp32":
+        shutil.copyfile(onnx_path, out_path)
+        return out_path
+    if method == "int8-weight-only":
+        return _quantize_embeddings(_quantize_weights_only(onnx_path, out_path))
+    if method.startswith("int8-dynamic"):
+        ops = ["MatMul", "Attention"] + (["Gather"] if method == "int8-dynamic-embeddings" else [])
+        quantize_dynamic(onnx_path, out_path, op_types_to_quantize=ops, per_channel=True, weight_type=QuantType.QInt8,
+                         extra_options={"MatMulConstBOnly": True})
+        return out_path
+    if not calibration_texts or tokenizer_file is None:
+        raise ValueError(f"{method} needs calibration_texts and tokenizer_file: pass a few hundred training texts")
+    prepped = out_path.with_suffix(".prep.onnx")
+    quant_pre_process(str(onnx_path), str(prepped), skip_optimization=True, skip_symbolic_shape=True)
+    reader = _CalibrationReader(prepped, Path(tokenizer_file), calibration_texts, max_length)
+    quantize_static(prepped, out_path, reader,
+                    quant_format=QuantFormat.QOperator if method == "int8-static-qop" else QuantFormat.QDQ,
+                    op_types_to_quantize=["MatMul"], per_channel=True, activation_type=QuantType.QInt8,
+                    weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
+                    # All MatMuls, attention products included: leaving those float leaves DequantizeLinear ->
+                    # MatMul pairs that onnxruntime cannot fuse, which ran slower than float32.
+                    extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
+    prepped.unlink(missing_ok=True)
+    if method == "int8-static":
+        _quantize_embeddings(out_path)
+    return out_path
+
+
+def _quantize_embeddings(onnx_path: Path, min_rows: int = 1024) -> Path:
+    """int8 embedding tables with one scale per row: Gather the int8 rows and their scales, multiply. Only the
+    gathered rows are dequantized, and nothing depends on the batch. Small tables (positions, segments) stay float."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    model = onnx.load(str(onnx_path))
+    graph = model.graph
+    inits = {i.name: i for i in graph.initializer}
+    new_nodes = []
+    for node in graph.node:
+        table = inits.get(node.input[0]) if node.op_type == "Gather" else None
+        if table is None or len(table.dims) != 2 or table.dims[0] < min_rows or table.data_type != TensorProto.FLOAT:
+            new_nodes.append(node)
+            continue
+        name, w = table.name, numpy_helper.to_array(table)
+        scale = (np.maximum(np.abs(w).max(axis=1), 1e-12) / 127.0).astype(np.float32)
+        graph.initializer.remove(table)
+        graph.initializer.extend([numpy_helper.from_array(np.clip(np.round(w / scale[:, None]), -127, 127).astype(np.int8), name + "_q"),
+                                  numpy_helper.from_array(scale[:, None], name + "_row_scale")])
+        ids, out, prefix = node.input[1], node.output[0], node.name or name
+        new_nodes += [
+            helper.make_node("Gather", [name + "_q", ids], [prefix + "_q_rows"], name=prefix + "_q", axis=0),
+            helper.make_node("Gather", [name + "_row_scale", ids], [prefix + "_scales"], name=prefix + "_scales", axis=0),
+            helper.make_node("Cast", [prefix + "_q_rows"], [prefix + "_rows"], name=prefix + "_cast", to=TensorProto.FLOAT),
+            helper.make_node("Mul", [prefix + "_rows", prefix + "_scales"], [out], name=prefix + "_dequantize"),
+        ]
+    del graph.node[:]
+    graph.node.extend(new_nodes)
+    onnx.save(model, str(onnx_path))
+    return onnx_path
+
+
+def _quantize_weights_only(onnx_path: Path, out_path: Path) -> Path:
+    """int8 per-output-channel MatMul weights with a DequantizeLinear in front: a quarter of the size, float compute,
+    so scores are exactly as batch-independent as the float32 graph."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(onnx_path))
+    graph = model.graph
+    inits = {i.name: i for i in graph.initializer}
+    new_nodes, replaced = [], set()
+    for node in graph.node:
+        if node.op_type == "MatMul" and node.input[1] in inits and node.input[1] not in replaced:
+            name = node.input[1]
+            w = numpy_helper.to_array(inits[name]).astype(np.float32)
+            if w.ndim == 2:
+                scale = np.maximum(np.abs(w).max(axis=0), 1e-12) / 127.0
+                q = np.clip(np.round(w / scale), -127, 127).astype(np.int8)
+                graph.initializer.remove(inits[name])
+                graph.initializer.extend([numpy_helper.from_array(q, name + "_q"),
+                                          numpy_helper.from_array(scale.astype(np.float32), name + "_scale"),
+                                          numpy_helper.from_array(np.zeros_like(q[0]), name + "_zp")])
+                new_nodes.append(helper.make_node("DequantizeLinear", [name + "_q", name + "_scale", name + "_zp"], [name],
+                                                  axis=1, name=name + "_dequantize"))
+                replaced.add(name)
+        new_nodes.append(node)
+    del graph.node[:]
+    graph.node.extend(new_nodes)
+    onnx.save(model, str(out_path))
+    return out_path
+
+
+def batch_independence(classifier: Classifier, texts: Sequence[str], batch_size: int = 64, seed: int = 0) -> float:
+    """Largest change in any probability between scoring each text alone and scoring it in shuffled batches."""
+    texts = list(texts)
+    alone = np.concatenate([classifier.predict_proba([t]) for t in texts])
+    order = list(range(len(texts)))
+    random.Random(seed).shuffle(order)
+    batched = np.zeros_like(alone)
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        batched[idx] = classifier.predict_proba([texts[i] for i in idx])
+    return float(np.abs(alone - batched).max()) if texts else 0.0
+
+
+def _serving_tokenizer(checkpoint_dir: Path, max_length: int):
+    """The checkpoint's fast tokenizer with the truncation and padding the serving encoder applies."""
+    from tokenizers import Tokenizer
+
+    source = checkpoint_dir / "tokenizer.json"
+    if not source.is_file():
+        raise ExportError(f"{source} not found: save the fast tokenizer with the checkpoint (tokenizer.save_pretrained)")
+    tok = Tokenizer.from_file(str(source))
+    pad_id = tok.token_to_id("[PAD]")
+    if pad_id is None:
+        raise ExportError(f"{source} has no [PAD] token, which the serving encoder pads with; use a WordPiece (BERT) tokenizer")
+    tok.enable_truncation(max_length=max_length)
+    tok.enable_padding(pad_id=pad_id, pad_token="[PAD]")
+    return tok
+
+
+def write_serving_dir(onnx_path: str | Path, checkpoint_dir: str | Path, out_dir: str | Path, labels: Sequence[str],
+                      max_length: int, name: str, quantization: str, base_model: str | None = None,
+                      card: dict | None = None) -> Path:
+    """A model directory as docs/architecture.md defines it: model.onnx, tokenizer.json, model.json, README.md."""
+    onnx_path, checkpoint_dir, out_dir = Path(onnx_path), Path(checkpoint_dir), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(onnx_path, out_dir / "model.onnx")
+    _serving_tokenizer(checkpoint_dir, max_length).save(str(out_dir / "tokenizer.json"))
+    digest = sha256_file(out_dir / "model.onnx")
+    if base_model is None:
+        config = checkpoint_dir / "config.json"
+        base_model = json.loads(config.read_text()).get("_name_or_path") if config.is_file() else None
+    meta = {
+        "name": name,
+        "version": f"{name}-{digest[:8]}",
+        "labels": list(labels),
+        "max_length": int(max_length),
+        "model_file": "model.onnx",
+        "sha256": digest,
+        "normalization": NORMALIZATION_VERSION,
+        "encoder": {"type": "wordpiece", "tokenizer_file": "tokenizer.json"},
+        "output": {"name": "logits", "kind": "logits"},
+        "quantization": quantization,
+        "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "base_model": base_model or "unknown",
+    }
+    (out_dir / "model.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    write_model_card(out_dir, card or {})
+    return out_dir
+
+
+def write_model_card(serving_dir: str | Path, card: dict) -> Path:
+    """README.md for a serving directory from its model.json, its metrics.json (when written) and `card`."""
+    serving_dir = Path(serving_dir)
+    meta = json.loads((serving_dir / "model.json").read_text(encoding="utf-8"))
+    metrics_path = serving_dir / "metrics.json"
+    metrics = json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path.is_file() else {}
+
+    def pct(key: str, source: dict) -> str:
+        return f"{source[key]:.4f}" if isinstance(source.get(key), (int, float)) else "not measured"
+
+    raw = metrics.get("raw_test", {})
+    parity = metrics.get("parity", {})
+    training = card.get("training", {})
+    lines = [
+        f"# {meta['name']} ({meta['version']})", "",
+        "Scores an English tweet with one of six emotions: " + ", ".join(meta["labels"]) + ".", "",
+        "## Model", "",
+        f"- base model: {meta.get('base_model', 'unknown')}, fine-tuned for sequence classification",
+        f"- graph: `{meta['model_file']}` (ONNX, sha256 `{meta['sha256'][:16]}…`), quantization `{meta['quantization']}`: "
+        f"{QUANTIZATIONS.get(meta['quantization'], '')}",
+        f"- input: text normalized with `{meta['normalization']}` (tweetmood.normalize), WordPiece, at most {meta['max_length']} tokens",
+        "", "## Data", "",
+        card.get("data", "The \"Emotions dataset for NLP\" (dair-ai/emotion): 16,000 training tweets (a seeded, stratified "
+                         "validation split carved out of them) and 2,000 test tweets, lower-cased, punctuation removed."),
+        "", "## Training", "",
+    ]
+    lines += [f"- {k}: {v}" for k, v in training.items()] or ["- see metrics.json"]
+    lines += [
+        "", "## Evaluation (test.txt, this artifact through the serving code)", "",
+        "| test set | accuracy | macro-F1 |", "|---|---|---|",
+        f"| clean test.txt | {pct('accuracy', metrics)} | {pct('macro_f1', metrics)} |",
+        f"| raw test (case, punctuation, emoji, URLs, @mentions restored) | {pct('accuracy', raw)} | {pct('macro_f1', raw)} |",
+    ]
+    if parity:
+        lines += ["", f"Parity with the float32 PyTorch model: {parity.get('agreement', 0):.2%} label agreement, "
+                      f"accuracy delta {parity.get('accuracy_delta', 0):+.4f}, max logit difference {parity.get('max_logit_diff', 0):.3f}."]
+    if "batch_independence_max_abs_diff" in metrics:
+        lines += [f"Batch independence: a tweet's probabilities change by at most "
+                  f"{metrics['batch_independence_max_abs_diff']:.1e} between scoring it alone and in a batch of 64."]
+    lines += [
+        "", "## Intended use and limits", "",
+        "- Intended: aggregate emotion trends over batches of English tweets; research and education, as the data's licence allows.",
+        "- One label per tweet from a fixed set of six; mixed or neutral tweets still get one of the six.",
+        "- Trained on lower-cased tweets without punctuation; raw tweets are normalized first, and accuracy on raw text is the lower row above.",
+        "- English only; sarcasm, negation and rare classes (surprise, love) are where it errs most (see the per-class scores in metrics.json).",
+        "- Not for decisions about individuals.",
+    ]
+    path = serving_dir / "README.md"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def torch_logits(checkpoint_dir: str | Path, texts: Sequence[str], max_length: int, batch_size: int = 64) -> np.ndarray:
+    """Logits of the float32 PyTorch checkpoint on normalized texts, as the reference for the parity gate."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(checkpoint_dir), local_files_only=True)
+    model = AutoModelForSequenceClassification.from_pretrained(str(checkpoint_dir), local_files_only=True).eval()
+    prepared = [normalize_tweet(t) for t in texts]
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(prepared), batch_size):
+            enc = tokenizer(prepared[i : i + batch_size], truncation=True, max_length=max_length, padding=True, return_tensors="pt")
+            out.append(model(**enc).logits.float().numpy())
+    return np.concatenate(out) if out else np.zeros((0, model.config.num_labels), dtype=np.float32)
+
+
+def serving_logits(classifier: Classifier, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+    """Logits of a serving directory through the serving encoder and session."""
+    output = classifier.meta.get("output", {}).get("name") or classifier.session.get_outputs()[0].name
+    out = []
+    for i in range(0, len(texts), batch_size):
+        feeds = classifier.encoder(classifier.prepare(texts[i : i + batch_size]))
+        out.append(np.asarray(classifier.session.run([output], feeds)[0], dtype=np.float32))
+    return np.concatenate(out) if out else np.zeros((0, len(classifier.labels)), dtype=np.float32)
+
+
+def check_parity(torch_checkpoint: str | Path, serving_dir: str | Path, texts: Sequence[str], labels: Sequence[str],
+                 min_agreement: float = 0.99, max_accuracy_drop: float = 0.005, raise_on_failure: bool = True) -> ParityReport:
+    """The gate between training and shipping: the serving model must agree with the float32 PyTorch model on at least
+    `min_agreement` of `texts` and lose at most `max_accuracy_drop` accuracy against `labels` (true label names).
+    Records the result under "parity" in the serving directory's metrics.json; raises ParityError when it fails."""
+    serving_dir = Path(serving_dir)
+    classifier = Classifier.from_dir(serving_dir)
+    index = {label: i for i, label in enumerate(classifier.labels)}
+    y = np.asarray([index[label] for label in labels])
+    reference = torch_logits(torch_checkpoint, texts, classifier.max_length)
+    served = serving_logits(classifier, list(texts))
+    ref_pred, srv_pred = reference.argmax(1), served.argmax(1)
+
+    def softmax(z: np.ndarray) -> np.ndarray:
+        e = np.exp(z - z.max(1, keepdims=True))
+        return e / e.sum(1, keepdims=True)
+
+    acc_torch, acc_onnx = float((ref_pred == y).mean()), float((srv_pred == y).mean())
+    report = ParityReport(
+        n=len(y), agreement=float((ref_pred == srv_pred).mean()), accuracy_torch=acc_torch, accuracy_onnx=acc_onnx,
+        accuracy_delta=acc_onnx - acc_torch, max_logit_diff=float(np.abs(reference - served).max()),
+        max_prob_diff=float(np.abs(softmax(reference) - softmax(served)).max()), passed=False)
+    report.passed = report.agreement >= min_agreement and -report.accuracy_delta <= max_accuracy_drop
+    metrics_path = serving_dir / "metrics.json"
+    metrics = json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path.is_file() else {}
+    metrics["parity"] = {**report.as_dict(), "min_agreement": min_agreement, "max_accuracy_drop": max_accuracy_drop}
+    metrics_path.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    if raise_on_failure and not report.passed:
+        raise ParityError(
+            f"{serving_dir}: the {classifier.meta.get('quantization')} model agrees with the float32 PyTorch model on "
+            f"{report.agreement:.2%} of {report.n} test tweets (gate {min_agreement:.0%}) and changes accuracy by "
+            f"{report.accuracy_delta:+.4f} (gate -{max_accuracy_drop}); do not ship it: try another quantization "
+            f"(--quantization int8-static or fp32) or more calibration texts")
+    return report
+
+
+def export_serving_model(checkpoint_dir: str | Path, work_dir: str | Path, out_dir: str | Path, labels: Sequence[str],
+                         max_length: int, name: str, quantization: str = DEFAULT_QUANTIZATION,
+                         calibration_texts: Sequence[str] = (), base_model: str | None = None, card: dict | None = None,
+                         fp32_graph: Path | None = None) -> Path:
+    """Checkpoint -> serving directory with `quantization`; `fp32_graph` reuses an earlier `export_onnx` in `work_dir`."""
+    work_dir = Path(work_dir)
+    fp32_graph = fp32_graph or export_onnx(checkpoint_dir, work_dir)
+    if quantization == "fp32":
+        graph = fp32_graph
+    else:
+        graph = quantize(plain_export(work_dir), work_dir / f"model-{quantization}.onnx", quantization, calibration_texts,
+                         Path(checkpoint_dir) / "tokenizer.json", max_length)
+    return write_serving_dir(graph, checkpoint_dir, out_dir, labels, max_length, name, quantization, base_model, card)
+
+
+def tweets_per_second(classifier: Classifier, texts: Sequence[str], batch_size: int = 64) -> float:
+    """Throughput of `predict_proba` over `texts` in batches (normalization and tokenization included)."""
+    import time
+
+    classifier.predict_proba(list(texts[:batch_size]))  # warm-up: first-run allocations
+    start = time.perf_counter()
+    for i in range(0, len(texts), batch_size):
+        classifier.predict_proba(list(texts[i : i + batch_size]))
+    return len(texts) / (time.perf_counter() - start)
+
+
+def runtime_ops(onnx_path: str | Path, out_path: str | Path) -> Counter:
+    """The operators onnxruntime actually runs after its load-time fusions (what the kernels are)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    opts.optimized_model_filepath = str(out_path)
+    ort.InferenceSession(str(onnx_path), sess_options=opts, providers=["CPUExecutionProvider"])
+    return op_counts(out_path)
+
+
+_BOOKKEEPING_OPS = {"Constant", "Shape", "Unsqueeze", "Concat", "Slice", "Identity", "Cast", "Reshape", "Transpose",
+                    "Squeeze", "ConstantOfShape", "Equal", "Where", "Expand", "Sub", "Div", "Sqrt", "Mul", "Add"}
+
+
+def compare_quantizations(checkpoint_dir: str | Path, work_dir: str | Path, labels: Sequence[str], texts: Sequence[str],
+                          calibration_texts: Sequence[str], methods: Sequence[str] = tuple(QUANTIZATIONS),
+                          max_length: int = 64, name: str = "compare", true_labels: Sequence[str] | None = None) -> list[dict]:
+    """One row per quantization: file size, tweets/s at 1 thread, batch-independence diff, parity, kernels run."""
+    work_dir = Path(work_dir)
+    fp32 = export_onnx(checkpoint_dir, work_dir)
+    rows = []
+    for method in methods:
+        serving = export_serving_model(checkpoint_dir, work_dir, work_dir / f"serving-{method}", labels, max_length,
+                                       name, method, calibration_texts, fp32_graph=fp32)
+        classifier = Classifier.from_dir(serving, threads=1)
+        row = {"quantization": method, "size_mb": round((serving / "model.onnx").stat().st_size / 1e6, 2),
+               "tweets_per_s_1_thread": round(tweets_per_second(classifier, texts), 1),
+               "batch_independence_max_abs_diff": batch_independence(classifier, texts[:128])}
+        if true_labels is not None:
+            parity = check_parity(checkpoint_dir, serving, texts, true_labels, raise_on_failure=False)
+            row.update(agreement=round(parity.agreement, 4), max_logit_diff=round(parity.max_logit_diff, 4))
+        ops = runtime_ops(serving / "model.onnx", work_dir / f"runtime-{method}.onnx")
+        row["runtime_ops"] = {k: v for k, v in sorted(ops.items()) if k not in _BOOKKEEPING_OPS}
+        rows.append(row)
+    return rows
