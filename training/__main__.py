@@ -1,0 +1,255 @@
+"""`python -m training <command>` (`tweetmood-train`): train, export, gate, report, ship, publish, launch on SageMaker."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Sequence
+
+os.environ.setdefault("USE_TF", "0")  # transformers would import TensorFlow for nothing
+
+from training.data import DataError, Splits, load_splits
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHIP_DIR = REPO_ROOT / "layers" / "model" / "model"
+DOCS_PATH = REPO_ROOT / "docs" / "training.md"
+DEFAULT_NAME = "minilm-l6-emotion"
+CALIBRATION_TEXTS = 512
+log = logging.getLogger("training")
+
+
+def _common(parser: argparse.ArgumentParser, output: bool = True) -> None:
+    parser.add_argument("--data-dir", default=None, help="directory with train.* and test.* (default ../shared/data/emotion)")
+    if output:
+        parser.add_argument("--output-dir", default="runs/latest", help="where everything is written (default runs/latest)")
+
+
+def _export_options(parser: argparse.ArgumentParser) -> None:
+    from training.export import DEFAULT_QUANTIZATION, QUANTIZATIONS
+
+    parser.add_argument("--quantization", default=DEFAULT_QUANTIZATION, choices=sorted(QUANTIZATIONS),
+                        help=f"int8 scheme of the shipped model (default {DEFAULT_QUANTIZATION}: batch-independent)")
+    parser.add_argument("--name", default=DEFAULT_NAME, help="model name; the version is <name>-<sha256[:8]>")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("all", help="transformer -> export + quantize + parity gate -> baselines -> reports -> docs/training.md",
+                       description="Options not listed here go to the transformer (see `python -m training transformer -h`).")
+    _common(p)
+    _export_options(p)
+    p.add_argument("--ship", action="store_true", help="copy the int8 serving directory to layers/model/model/")
+    p.add_argument("--skip-baselines", action="store_true", help="transformer only (the table keeps the rows it has)")
+    p.add_argument("--docs", default=str(DOCS_PATH), help="where the results table goes (default docs/training.md)")
+
+    p = sub.add_parser("transformer", help="fine-tune the transformer (options of training.transformer)", add_help=False)
+    p = sub.add_parser("baselines", help="train the TF-IDF+DNN and BiLSTM baselines", add_help=False)
+
+    p = sub.add_parser("export", help="checkpoint -> fp32 and int8 serving directories, parity gate, reports")
+    _common(p)
+    _export_options(p)
+    p.add_argument("--checkpoint", required=True, help="a save_pretrained directory with its fast tokenizer")
+
+    p = sub.add_parser("evaluate", help="evaluate a serving directory on the clean and raw test sets (writes its metrics.json)")
+    _common(p, output=False)
+    p.add_argument("--model", required=True, help="a serving model directory")
+
+    p = sub.add_parser("publish", help="upload a serving directory to s3://bucket/prefix/<version>/ and print MODEL_URI")
+    p.add_argument("--model", required=True, help="a serving model directory")
+    p.add_argument("destination", help="s3://bucket/prefix/")
+    p.add_argument("--region", default=None, help="AWS region (default from the environment)")
+
+    p = sub.add_parser("sagemaker", help="run the training as a SageMaker job on a GPU instance")
+    from training.sagemaker import add_arguments
+
+    add_arguments(p)
+
+    p = sub.add_parser("compare-quantizations", help="size, 1-thread speed, batch independence and kernels per quantization")
+    _common(p)
+    p.add_argument("--checkpoint", required=True, help="a save_pretrained directory with its fast tokenizer")
+    p.add_argument("--n", type=int, default=256, help="test tweets timed and compared (default 256)")
+    p.add_argument("--methods", nargs="*", default=None, help="quantizations to compare (default all)")
+    return parser
+
+
+def _checkpoint_settings(checkpoint: Path, labels: list[str]) -> tuple[list[str], int, str | None]:
+    """Labels, max_length and base model the trainer recorded beside the checkpoint (its text path must be ours)."""
+    from training.export import ExportError
+
+    path = checkpoint / "tweetmood_training.json"
+    info = json.loads(path.read_text()) if path.is_file() else {}
+    if info.get("preprocess", "normalize") != "normalize":
+        raise ExportError(f"{path}: the model was trained with preprocess={info['preprocess']!r}, but serving applies "
+                          "only tweet-v1 normalization; retrain with --preprocess normalize")
+    config = json.loads((checkpoint / "config.json").read_text()) if (checkpoint / "config.json").is_file() else {}
+    return list(info.get("labels") or labels), int(info.get("max_length", 64)), config.get("_name_or_path")
+
+
+def export_and_gate(checkpoint: Path, splits: Splits, out: Path, quantization: str, name: str,
+                    train_time_s: float | None = None, device: str | None = None, training: dict | None = None) -> dict:
+    """fp32 and int8 serving directories from `checkpoint`, evaluated through Classifier, int8 gated on parity."""
+    from training.export import (batch_independence, check_parity, export_onnx, export_serving_model,
+                                 write_model_card, write_serving_dir)
+    from training.rawify import RAW_TEST_SEED, rawify_examples
+    from training.report import evaluate_model_dir
+    from tweetmood.classifier import Classifier
+
+    labels, max_length, base_model = _checkpoint_settings(checkpoint, splits.labels)
+    card = {"training": training or {}}
+    fp32 = export_onnx(checkpoint, out / "export")
+    fp32_dir = write_serving_dir(fp32, checkpoint, out / "serving-fp32", labels, max_length, f"{name}-fp32", "fp32",
+                                 base_model, card)
+    calibration = [e.text for e in splits.train[:CALIBRATION_TEXTS]]
+    int8_dir = export_serving_model(checkpoint, out / "export", out / "serving-int8", labels, max_length, name,
+                                    quantization, calibration, base_model, card, fp32_graph=fp32)
+    test_texts, test_labels = [e.text for e in splits.test], [e.label for e in splits.test]
+    log.info("parity gate: %s against the float32 PyTorch model on %d test tweets", int8_dir, len(test_texts))
+    parity = check_parity(checkpoint, int8_dir, test_texts, test_labels)
+    log.info("parity passed: %s", parity.as_dict())
+    raw_test = rawify_examples(splits.test, RAW_TEST_SEED)
+    results = {}
+    for key, serving in (("fp32", fp32_dir), ("int8", int8_dir)):
+        independence = batch_independence(Classifier.from_dir(serving), test_texts[:256])
+        results[key] = evaluate_model_dir(serving, splits.test, raw_test, train_time_s=train_time_s, device=device,
+                                          extra={"batch_independence_max_abs_diff": independence})
+        write_model_card(serving, card)
+    return {"fp32_dir": fp32_dir, "int8_dir": int8_dir, **results}
+
+
+def _transformer(argv: Sequence[str], data_dir: str | None, output_dir: Path):
+    from training.transformer import TransformerArgs, build_parser as transformer_parser, train_transformer
+
+    ns = vars(transformer_parser().parse_args([*argv, "--output-dir", str(output_dir)]))
+    ns.pop("data_dir")
+    splits = load_splits(data_dir, val_fraction=ns.pop("val_fraction"), seed=ns.pop("split_seed"))
+    args = TransformerArgs(**ns)
+    return args, splits, train_transformer(args, splits)
+
+
+def _baselines(splits: Splits, out: Path, raw_test) -> dict:
+    from training.baselines import train_bilstm, train_dnn
+    from training.report import evaluate_model_dir
+
+    metrics = {}
+    for key, train in (("dnn", train_dnn), ("bilstm", train_bilstm)):
+        result = train(splits, out / key)
+        metrics[key] = evaluate_model_dir(result.out_dir, splits.test, raw_test)
+    return metrics
+
+
+def run_all(ns: argparse.Namespace, transformer_argv: Sequence[str]) -> int:
+    from training.rawify import RAW_TEST_SEED, rawify_examples
+    from training.report import table_row, write_training_doc
+
+    out = Path(ns.output_dir)
+    args, splits, result = _transformer(transformer_argv, ns.data_dir, out / "transformer")
+    training = {"base model": args.base_model, "epochs run": result.epochs_run, "best epoch": result.best_epoch,
+                "learning rate": args.lr, "batch size": args.batch_size, "max length": args.max_length,
+                "augmentation (raw-tweet) probability": args.augment_prob, "seed": args.seed,
+                "device": result.device, "train time": f"{result.train_time_s:.0f} s"}
+    exported = export_and_gate(result.checkpoint_dir, splits, out, ns.quantization, ns.name,
+                               result.train_time_s, result.device, training)
+    rows = []
+    if not ns.skip_baselines:
+        baselines = _baselines(splits, out / "baselines", rawify_examples(splits.test, RAW_TEST_SEED))
+        rows += [table_row("TF-IDF + DNN (ONNX)", baselines["dnn"]), table_row("BiLSTM (ONNX)", baselines["bilstm"])]
+    rows += [table_row("MiniLM-L6 fine-tuned, fp32 ONNX", exported["fp32"]),
+             table_row(f"MiniLM-L6 fine-tuned, {ns.quantization} ONNX (shipped)", exported["int8"])]
+    write_training_doc(ns.docs, rows)
+    (out / "results.json").write_text(json.dumps(rows, indent=2) + "\n")
+    if ns.ship:
+        ship(exported["int8_dir"])
+    print(json.dumps({"results": rows, "serving_int8": str(exported["int8_dir"]), "docs": ns.docs,
+                      "shipped": str(SHIP_DIR) if ns.ship else None}, indent=2))
+    return 0
+
+
+def ship(serving_dir: Path, target: Path = SHIP_DIR) -> Path:
+    """Replace the model layer's directory with `serving_dir` (what `sam build` packs)."""
+    from tweetmood.classifier import Classifier
+
+    Classifier.from_dir(serving_dir)  # refuse to ship something serving cannot open
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(serving_dir, target)
+    return target
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("transformer", "baselines"):
+        # Their own parsers (python -m training.transformer|baselines -h), writing under runs/latest by default.
+        rest = argv[1:] if "--output-dir" in argv else [*argv[1:], "--output-dir", f"runs/latest/{argv[0]}"]
+        if argv[0] == "transformer":
+            from training.transformer import main as transformer_main
+
+            return transformer_main(rest)
+        from training.baselines import main as baselines_main
+
+        return baselines_main(rest)
+    parser = build_parser()
+    ns, rest = parser.parse_known_args(argv)
+    if rest and ns.command != "all":
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    from training.export import ExportError, ParityError
+
+    try:
+        if ns.command == "all":
+            return run_all(ns, rest)
+        if ns.command == "export":
+            splits = load_splits(ns.data_dir)
+            exported = export_and_gate(Path(ns.checkpoint), splits, Path(ns.output_dir), ns.quantization, ns.name)
+            print(json.dumps({k: str(v) for k, v in exported.items() if k.endswith("_dir")}, indent=2))
+            return 0
+        if ns.command == "evaluate":
+            from training.rawify import RAW_TEST_SEED, rawify_examples
+            from training.report import evaluate_model_dir
+
+            splits = load_splits(ns.data_dir)
+            metrics = evaluate_model_dir(ns.model, splits.test, rawify_examples(splits.test, RAW_TEST_SEED))
+            print(json.dumps({k: metrics.get(k) for k in ("version", "accuracy", "macro_f1", "cpu_tweets_per_s")}
+                             | {"raw_test_accuracy": metrics["raw_test"]["accuracy"]}, indent=2))
+            return 0
+        if ns.command == "publish":
+            import boto3
+
+            from training.publish import publish
+
+            print(publish(ns.model, ns.destination, boto3.client("s3", region_name=ns.region)))
+            return 0
+        if ns.command == "sagemaker":
+            from training.sagemaker import launch
+
+            launch(ns)
+            return 0
+        if ns.command == "compare-quantizations":
+            from training.export import QUANTIZATIONS, compare_quantizations
+            from training.report import quantization_table
+
+            splits = load_splits(ns.data_dir)
+            checkpoint = Path(ns.checkpoint)
+            labels, max_length, _ = _checkpoint_settings(checkpoint, splits.labels)
+            test = splits.test[: ns.n]
+            rows = compare_quantizations(checkpoint, Path(ns.output_dir) / "compare", labels, [e.text for e in test],
+                                         [e.text for e in splits.train[:CALIBRATION_TEXTS]], ns.methods or list(QUANTIZATIONS),
+                                         max_length, true_labels=[e.label for e in test])
+            (Path(ns.output_dir) / "compare" / "quantizations.json").write_text(json.dumps(rows, indent=2) + "\n")
+            print(quantization_table(rows))
+            return 0
+    except (DataError, ExportError, ParityError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    parser.error(f"unknown command {ns.command}")
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
