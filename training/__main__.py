@@ -95,8 +95,8 @@ def _checkpoint_settings(checkpoint: Path, labels: list[str]) -> tuple[list[str]
 def export_and_gate(checkpoint: Path, splits: Splits, out: Path, quantization: str, name: str,
                     train_time_s: float | None = None, device: str | None = None, training: dict | None = None) -> dict:
     """fp32 and int8 serving directories from `checkpoint`, evaluated through Classifier, int8 gated on parity."""
-    from training.export import (batch_independence, check_parity, export_onnx, export_serving_model,
-                                 write_model_card, write_serving_dir)
+    from training import export as export_module
+    from training.export import batch_independence, export_onnx, export_serving_model, write_model_card, write_serving_dir
     from training.rawify import RAW_TEST_SEED, rawify_examples
     from training.report import evaluate_model_dir
     from tweetmood.classifier import Classifier
@@ -111,7 +111,7 @@ def export_and_gate(checkpoint: Path, splits: Splits, out: Path, quantization: s
                                     quantization, calibration, base_model, card, fp32_graph=fp32)
     test_texts, test_labels = [e.text for e in splits.test], [e.label for e in splits.test]
     log.info("parity gate: %s against the float32 PyTorch model on %d test tweets", int8_dir, len(test_texts))
-    parity = check_parity(checkpoint, int8_dir, test_texts, test_labels)
+    parity = export_module.check_parity(checkpoint, int8_dir, test_texts, test_labels)
     log.info("parity passed: %s", parity.as_dict())
     raw_test = rawify_examples(splits.test, RAW_TEST_SEED)
     results = {}

@@ -114,3 +114,39 @@ def test_the_parity_gate_stops_a_model_that_disagrees_with_its_checkpoint(tmp_pa
     with pytest.raises(ParityError, match="do not ship it"):
         check_parity(other, tiny_serving(DEFAULT_QUANTIZATION), [e.text for e in tiny_splits.test],
                      [e.label for e in tiny_splits.test])
+
+
+def _write_data(directory, splits):
+    directory.mkdir()
+    for name, examples in (("train", splits.train), ("test", splits.test)):
+        (directory / f"{name}.txt").write_text("".join(f"{e.text};{e.label}\n" for e in examples))
+    return directory
+
+
+def test_the_export_command_writes_gated_and_evaluated_serving_directories(tiny_checkpoint, tiny_splits, tmp_path):
+    from training.__main__ import main
+
+    data = _write_data(tmp_path / "data", tiny_splits)
+    assert main(["export", "--checkpoint", str(tiny_checkpoint), "--data-dir", str(data),
+                 "--output-dir", str(tmp_path / "run"), "--name", "tiny-bert"]) == 0
+    for name, quantization in (("serving-fp32", "fp32"), ("serving-int8", DEFAULT_QUANTIZATION)):
+        metrics = json.loads((tmp_path / "run" / name / "metrics.json").read_text())
+        assert metrics["quantization"] == quantization and "raw_test" in metrics
+        assert metrics["batch_independence_max_abs_diff"] <= 1e-4
+        assert (tmp_path / "run" / name / "confusion_matrix.png").is_file()
+    assert json.loads((tmp_path / "run" / "serving-int8" / "metrics.json").read_text())["parity"]["passed"]
+    assert "Parity with the float32 PyTorch model" in (tmp_path / "run" / "serving-int8" / "README.md").read_text()
+
+
+def test_the_export_command_exits_non_zero_when_the_parity_gate_fails(tiny_splits, tmp_path, monkeypatch, capsys):
+    from training import __main__ as cli
+
+    data = _write_data(tmp_path / "data", tiny_splits)
+    checkpoint = build_tiny_checkpoint(tmp_path / "checkpoint", tiny_splits, seed=2, steps=0)
+    import training.export as export
+
+    # A gate no model passes stands in for a model that fails it.
+    monkeypatch.setattr(export, "check_parity", lambda *a, **k: check_parity(*a, **k, min_agreement=1.01))
+    assert cli.main(["export", "--checkpoint", str(checkpoint), "--data-dir", str(data),
+                     "--output-dir", str(tmp_path / "run")]) == 2
+    assert "do not ship it" in capsys.readouterr().err
