@@ -97,6 +97,8 @@ class TransformerArgs:
     """"auto" (cuda when available, else cpu), "cpu", "cuda" or "cuda:N"."""
     bf16: bool | None = None
     """bfloat16 autocast; None = on for cuda devices that support it, off on cpu."""
+    cpu_threads: int = 0
+    """torch threads on cpu; 0 = every core this process may use (on a busy shared machine 1 can be several times faster)."""
     num_workers: int = 0
     """DataLoader workers; batches are pre-tokenized, so 0 is usually fastest."""
     max_train_examples: int | None = None
@@ -313,7 +315,8 @@ def train_transformer(args: TransformerArgs, splits: Splits) -> TransformerResul
     device = resolve_device(args.device)
     bf16 = args.bf16 if args.bf16 is not None else (device.type == "cuda" and torch.cuda.is_bf16_supported())
     if device.type == "cpu":
-        torch.set_num_threads(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        torch.set_num_threads(args.cpu_threads or cores or 1)
     labels = list(splits.labels)
     label_id = {label: i for i, label in enumerate(labels)}
     preprocess = make_preprocess(args.preprocess)

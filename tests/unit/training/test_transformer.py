@@ -97,7 +97,7 @@ def tiny_distilbert(tmp_path_factory):
 
 def _args(base_model: str, output_dir, **overrides) -> TransformerArgs:
     values = dict(base_model=base_model, output_dir=str(output_dir), lr=3e-3, epochs=3, batch_size=16, patience=0,
-                  warmup_ratio=0.1, device="cpu", progress=False, augment_prob=0.3)
+                  warmup_ratio=0.1, device="cpu", cpu_threads=1, progress=False, augment_prob=0.3)
     values.update(overrides)
     return TransformerArgs(**values)
 
