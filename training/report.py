@@ -187,18 +187,28 @@ job on a GPU instance), `compare-quantizations --checkpoint DIR` (the table unde
 """
 
 
+QUANTIZATION_HEADING = "## Quantization"
+
+
 def write_training_doc(path: str | Path, rows: Sequence[dict], quantization_rows: Sequence[dict] | None = None,
                        notes: str = "") -> Path:
     """docs/training.md: how to run, what each step does, the results table (and the quantization comparison)."""
     parts = [DOC_INTRO, "## Results on test.txt (2,000 tweets)", "",
              "Every row of ours is measured through the serving code (`Classifier`) on the exported artifact. "
              "CPU tweets/s: one onnxruntime thread, batches of 64, normalization and tokenization included, on the "
-             f"machine that ran the job ({cpu_name()}).", "", results_table(rows), ""]
+             f"machine that ran the job ({cpu_name()}).", ""]
+    if not rows:
+        parts += ["Our rows appear here once `python -m training all` has run; until then, the references alone.", ""]
+    parts += [results_table(rows), ""]
+    path = Path(path)
     if quantization_rows:
-        parts += ["## Quantization", "", quantization_table(quantization_rows), ""]
+        parts += [QUANTIZATION_HEADING, "", quantization_table(quantization_rows), ""]
+    elif path.is_file() and QUANTIZATION_HEADING in path.read_text(encoding="utf-8"):
+        # The comparison is its own command (compare-quantizations); a training run keeps the last one written.
+        text = path.read_text(encoding="utf-8")
+        parts += [text[text.index(QUANTIZATION_HEADING):].rstrip(), ""]
     if notes:
         parts += [notes.strip(), ""]
-    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(parts), encoding="utf-8")
     return path

@@ -53,3 +53,10 @@ def test_the_training_doc_says_how_to_run_and_holds_the_table(tmp_path):
     path = write_training_doc(tmp_path / "docs" / "training.md", [table_row("DNN", {"accuracy": 0.86, "macro_f1": 0.8})])
     text = path.read_text()
     assert "python -m training all" in text and "Parity gate" in text and "| DNN | 0.8600 | 0.8000 |" in text
+
+
+def test_a_training_run_keeps_the_quantization_section_already_in_the_doc(tmp_path):
+    path = tmp_path / "training.md"
+    path.write_text("# old\n\n## Quantization\n\nmeasured by hand\n")
+    text = write_training_doc(path, []).read_text()
+    assert text.count("## Quantization") == 1 and "measured by hand" in text and "# old" not in text
