@@ -11,6 +11,7 @@ from moto import mock_aws
 
 from training.export import DEFAULT_QUANTIZATION
 from training.publish import PublishError, parse_s3_uri, publish
+from tweetmood.classifier import Classifier
 from tweetmood.model_store import download_model
 
 pytestmark = pytest.mark.unit
@@ -43,7 +44,7 @@ def test_publish_uploads_under_the_version_and_returns_the_model_uri(serving, s3
     keys = {o["Key"] for o in s3_client.list_objects_v2(Bucket=BUCKET)["Contents"]}
     assert {f"models/{version}/{name}" for name in ("model.onnx", "model.json", "tokenizer.json", "README.md")} <= keys
     downloaded = download_model(uri, s3_client, root=tmp_path / "download")  # what serving does with MODEL_URI
-    assert json.loads((downloaded / "model.json").read_text())["version"] == version
+    assert Classifier.from_dir(downloaded).version == version
 
 
 def test_publishing_the_same_model_again_uploads_nothing(serving, s3_client, monkeypatch):
