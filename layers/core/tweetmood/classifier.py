@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -65,7 +67,10 @@ class Classifier:
     meta: dict
     session: object
     encoder: Encoder
+    threads: int = 1
     labels: list[str] = field(init=False)
+    model_seconds: float = field(init=False, default=0.0)
+    """Wall time spent inside onnxruntime so far, so callers can tell model time from I/O time."""
 
     def __post_init__(self) -> None:
         self.labels = list(self.meta["labels"])
@@ -75,6 +80,8 @@ class Classifier:
         if norm not in (NORMALIZATION_VERSION, "none"):
             raise ModelError(f"{self.model_dir}/model.json: normalization {norm!r} is not supported by this tweetmood")
         self._normalize = norm == NORMALIZATION_VERSION
+        self.per_row = self.meta.get("execution") == "per-row" and hasattr(self.encoder, "rows")
+        self._pool = ThreadPoolExecutor(self.threads) if self.per_row and self.threads > 1 else None
 
     @property
     def version(self) -> str:
@@ -95,15 +102,19 @@ class Classifier:
 
         model_dir = Path(model_dir)
         meta = read_model_meta(model_dir)
+        threads = threads or len(os.sched_getaffinity(0))
         model_path = model_dir / meta.get("model_file", "model.onnx")
         if not model_path.is_file():
             raise ModelError(f"{model_path} not found: the model directory is incomplete")
         if verify and sha256_file(model_path) != meta["sha256"]:
             raise ModelError(f"{model_path} does not match the sha256 in model.json: the artifact is corrupt or was edited")
-        session = ort.InferenceSession(str(model_path), sess_options=session_options(threads), providers=["CPUExecutionProvider"])
+        # Per-row models run one tweet per call, several calls at once: one intra-op thread per call.
+        per_row = meta.get("execution") == "per-row"
+        session = ort.InferenceSession(str(model_path), sess_options=session_options(1 if per_row else threads),
+                                       providers=["CPUExecutionProvider"])
         input_types = {i.name: i.type for i in session.get_inputs()}
         encoder = build_encoder(model_dir, meta.get("encoder", {"type": "wordpiece"}), int(meta["max_length"]), input_types)
-        return cls(model_dir=model_dir, meta=meta, session=session, encoder=encoder)
+        return cls(model_dir=model_dir, meta=meta, session=session, encoder=encoder, threads=threads)
 
     def prepare(self, texts: Sequence[str]) -> list[str]:
         """Apply the model's normalization (the same function training used)."""
@@ -113,8 +124,19 @@ class Classifier:
         """Probabilities, shape `[len(texts), len(labels)]`, float32, rows summing to 1."""
         if not texts:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
-        feeds = self.encoder(texts if prepared else self.prepare(texts))
-        out = np.asarray(self.session.run([self._output_name], feeds)[0], dtype=np.float32)
+        texts = texts if prepared else self.prepare(texts)
+        if self.per_row:
+            run = lambda feed: self.session.run([self._output_name], feed)[0]  # noqa: E731
+            feeds = self.encoder.rows(texts)
+            started = time.perf_counter()
+            outs = list(self._pool.map(run, feeds) if self._pool else map(run, feeds))
+            self.model_seconds += time.perf_counter() - started
+            out = np.concatenate(outs).astype(np.float32, copy=False)
+        else:
+            feeds = self.encoder(texts)
+            started = time.perf_counter()
+            out = np.asarray(self.session.run([self._output_name], feeds)[0], dtype=np.float32)
+            self.model_seconds += time.perf_counter() - started
         if self._output_kind == "probabilities":
             return out
         out = out - out.max(axis=1, keepdims=True)

@@ -31,8 +31,22 @@ class WordPieceEncoder:
         self._tok = Tokenizer.from_file(str(tokenizer_file))
         self._tok.enable_truncation(max_length=max_length)
         pad_id = self._tok.token_to_id("[PAD]")
-        self._tok.enable_padding(pad_id=0 if pad_id is None else pad_id, pad_token="[PAD]")
+        self._pad_id = 0 if pad_id is None else pad_id
+        self._tok.enable_padding(pad_id=self._pad_id, pad_token="[PAD]")
         self._inputs = {name: _ort_dtype(t) for name, t in input_types.items()}
+
+    def rows(self, texts: Sequence[str]) -> list[dict[str, np.ndarray]]:
+        """One unpadded feed per text (batch of one), tokenized in a single batch call."""
+        self._tok.no_padding()
+        try:
+            encs = self._tok.encode_batch(list(texts))
+        finally:
+            self._tok.enable_padding(pad_id=self._pad_id, pad_token="[PAD]")
+        feeds = []
+        for e in encs:
+            columns = {"input_ids": e.ids, "attention_mask": e.attention_mask, "token_type_ids": e.type_ids}
+            feeds.append({name: np.asarray([columns[name]], dtype=dtype) for name, dtype in self._inputs.items()})
+        return feeds
 
     def __call__(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
         encs = self._tok.encode_batch(list(texts))

@@ -15,6 +15,8 @@ _APOSTROPHE = re.compile(r"[’'`´]")
 # letter, digit, whitespace or a symbol such as an emoji becomes a space.
 _PUNCT = re.compile(r"[^\w\s\U0001F000-\U0001FAFF\u2600-\u27BF]")
 _REPEAT = re.compile(r"(\w)\1{3,}")
+# An emoji glued to a word ("happy😀") would make the WordPiece tokenizer drop the whole word as [UNK].
+_EMOJI = re.compile(r"([\U0001F000-\U0001FAFF\u2600-\u27BF])")
 _SPACE = re.compile(r"\s+")
 
 
@@ -23,7 +25,7 @@ def normalize_tweet(text: str) -> str:
 
     URLs and @mentions carry no emotion and are dropped, hashtags keep their word,
     apostrophes vanish ("don't" -> "dont", as in the data set), other punctuation
-    becomes a space, runs of four or more of the same letter shrink to three, emoji stay.
+    becomes a space, emoji stand apart as their own tokens, runs of four or more of the same letter shrink to three.
     """
     text = unicodedata.normalize("NFKC", text)
     text = _URL.sub(" ", text)
@@ -32,5 +34,6 @@ def normalize_tweet(text: str) -> str:
     text = _APOSTROPHE.sub("", text)
     text = text.replace("_", " ")
     text = _PUNCT.sub(" ", text)
+    text = _EMOJI.sub(r" \1 ", text)
     text = _REPEAT.sub(r"\1\1\1", text)
     return _SPACE.sub(" ", text).strip().lower()
