@@ -38,6 +38,8 @@ class OutputManifest:
     finished: str = ""
     duration_s: float = 0.0
     tweets_per_s: float = 0.0
+    model_s: float = 0.0
+    """Seconds inside onnxruntime; the rest of duration_s is reading, normalizing, tokenizing and writing."""
     status: str = COMPLETE
     reason: str | None = None
     """For a failed file: what went wrong and what to do."""

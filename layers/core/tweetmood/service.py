@@ -122,6 +122,7 @@ def score_stream(
     stop = _Stop()
     items = _guarded(read_records(stream, name, settings), stop, name, remaining_ms, settings.sweep_safety_ms)
     writer = make_writer(settings.output_format, sink, classifier.labels, classifier.version)
+    model_s0 = getattr(classifier, "model_seconds", 0.0)
     try:
         for item, probs in scored_in_order(items, classifier.predict_proba, settings.batch_size):
             label = writer.write(item, probs)
@@ -147,6 +148,7 @@ def score_stream(
         finished=utc_now(),
         duration_s=round(duration, 3),
         tweets_per_s=round(scored / duration, 1) if duration > 0 else 0.0,
+        model_s=round(getattr(classifier, "model_seconds", 0.0) - model_s0, 3),
         status=FAILED if stop.error else COMPLETE,
         reason=stop.error.reason if stop.error else None,
         retryable=stop.retryable,
