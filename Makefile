@@ -59,11 +59,11 @@ sam-build: $(TOOLS)/.ok ## sam build without a container (needs python3.12 on PA
 	echo "sam build with $$py"; \
 	PATH="$$(dirname "$$py"):$$PATH" SAM_CLI_TELEMETRY=0 $(TOOLS)/bin/sam build --region us-east-1
 
-bench: $(VENV)/.dev ## benchmark the models and the scoring path; writes docs/benchmarks.md
-	$(BIN)/python -m tweetmood.bench --data-dir $(DATA_DIR)
+bench: $(VENV)/.dev ## speed, memory, cold start, accuracy and cost of every model; writes docs/benchmarks.md
+	$(BIN)/python -m benchmarks.run --data-dir $(DATA_DIR) $(BENCH_ARGS)
 
-train: $(VENV)/.dev ## train all three models, export, quantize, evaluate, write reports
-	$(BIN)/python -m training all --data-dir $(DATA_DIR)
+train: $(VENV)/.dev ## train all three models, export, quantize, gate, report (TRAIN_ARGS=--ship to replace the shipped model)
+	$(BIN)/python -m training all --data-dir $(DATA_DIR) $(TRAIN_ARGS)
 
 clean: ## remove build outputs and caches (keeps the virtual environments)
 	rm -rf .aws-sam .pytest_cache .hypothesis runs artifacts .demo

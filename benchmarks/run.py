@@ -1,0 +1,384 @@
+"""`make bench`: every model side by side in one run, the end-to-end path, cost; writes docs/benchmarks.*.
+
+Absolute numbers drift on shared machines, so the headline is ratios measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = ROOT / "layers" / "model" / "model"
+# AWS Lambda x86_64 list prices (us-east-1, 2026): per GB-second and per million requests.
+LAMBDA_GB_S = 0.0000166667
+LAMBDA_PER_M_REQUESTS = 0.20
+LAMBDA_MB_PER_VCPU = 1769
+COMPREHEND_PER_M = "about $500–1,500 (custom classification, async; per the project brief)"
+
+
+def cpu_info() -> dict:
+    info = {"machine": platform.machine(), "cores": len(os.sched_getaffinity(0)), "python": platform.python_version()}
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+        for line in text.splitlines():
+            if line.startswith("model name"):
+                info["cpu"] = line.split(":", 1)[1].strip()
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                info["flags"] = sorted(f for f in flags if f in {
+                    "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16",
+                    "avx_vnni", "amx_int8", "amx_bf16", "amx_tile"})
+                break
+    except OSError:
+        pass
+    import onnxruntime
+
+    info["onnxruntime"] = onnxruntime.__version__
+    return info
+
+
+def peak_gflops(n: int = 2048, threads: int = 1, repeats: int = 5) -> float:
+    """Measured fp32 GEMM peak (numpy/OpenBLAS) in a child with `threads` threads."""
+    code = (
+        "import numpy as np, time\n"
+        f"n={n}\na=np.random.rand(n,n).astype(np.float32); b=np.random.rand(n,n).astype(np.float32)\n"
+        "a@b\nbest=1e9\n"
+        f"for _ in range({repeats}):\n t=time.perf_counter(); a@b; best=min(best,time.perf_counter()-t)\n"
+        "print(2*n**3/best/1e9)\n"
+    )
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    return float(out.stdout.strip())
+
+
+def measure(kind: str, model: str, test: Path, threads: int, limit: int = 0) -> dict:
+    env = dict(os.environ, BENCH_T0=repr(time.time()), OMP_NUM_THREADS=str(threads), TOKENIZERS_PARALLELISM="false")
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "layers" / "core"), env.get("PYTHONPATH", "")])
+    cmd = [sys.executable, "-m", "benchmarks.measure", kind, "--model", model, "--test", str(test), "--threads", str(threads)]
+    if limit:
+        cmd += ["--limit", str(limit)]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=ROOT)
+    if out.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def dir_size_mb(path: Path, names: tuple[str, ...] = ("model.onnx", "model.safetensors", "pytorch_model.bin")) -> float:
+    return sum(f.stat().st_size for f in Path(path).iterdir() if f.name in names) / 1e6
+
+
+def flops_per_tweet(config: dict, tokens: float) -> float:
+    """Multiply-adds x2 of a BERT-style encoder + classifier head for one sequence of `tokens` tokens."""
+    h, layers, ff = config["hidden_size"], config["num_hidden_layers"], config["intermediate_size"]
+    per_token = layers * 2 * (4 * h * h + 2 * h * ff)  # Q, K, V, output projections and the two FFN matmuls
+    attention = layers * 2 * 2 * tokens * tokens * h  # QK^T and AV
+    return per_token * tokens + attention + 2 * (h * h + h * 6)
+
+
+def mean_tokens(model_dir: Path, texts: list[str]) -> float:
+    from tokenizers import Tokenizer
+
+    from tweetmood.normalize import normalize_tweet
+
+    tok = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+    tok.no_padding()
+    return float(np.mean([len(e.ids) for e in tok.encode_batch([normalize_tweet(t) for t in texts])]))
+
+
+def raw_million_file(path: Path, test_texts: list[str], lines: int, seed: int = 0) -> dict:
+    """`lines` raw tweets (re-cased, punctuated, @mentions, URLs, emoji), with blank and undecodable lines."""
+    from training.rawify import rawify
+
+    rng = random.Random(seed)
+    pool = [rawify(t, rng) for t in test_texts]
+    blank = bad = 0
+    with open(path, "wb") as fh:
+        for i in range(lines):
+            r = rng.random()
+            if r < 0.002:
+                fh.write(b"\n")
+                blank += 1
+            elif r < 0.003:
+                fh.write(b"caf\xe9 \xff\xfe broken bytes\n")
+                bad += 1
+            else:
+                fh.write(pool[i % len(pool)].replace("\n", " ").encode("utf-8") + b"\n")
+    return {"lines": lines, "blank": blank, "undecodable": bad, "bytes": path.stat().st_size}
+
+
+def end_to_end(model_dir: Path, test_texts: list[str], lines: int, threads: int, workdir: Path) -> dict:
+    """`tweetmood score` on a generated raw file in a fresh process: wall time, tweets/s, peak RSS, time outside the model."""
+    src = workdir / f"tweets-{lines}.txt"
+    info = raw_million_file(src, test_texts, lines)
+    out = workdir / f"tweets-{lines}.jsonl"
+    env = dict(os.environ, ORT_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    t = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "tweetmood.cli", "score", str(src), "--output", str(out),
+                           "--model", str(model_dir)], env=env, capture_output=True, text=True, cwd=ROOT)
+    wall = time.perf_counter() - t
+    if proc.returncode != 0:
+        raise RuntimeError(f"tweetmood score failed:\n{proc.stderr[-3000:]}")
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    manifest = json.loads(Path(str(out) + ".manifest.json").read_text())
+    with open(out, "rb") as fh:
+        out_rows = sum(1 for _ in fh)
+    return {
+        **info,
+        "threads": threads,
+        "wall_s": round(wall, 1),
+        "rows_read": manifest["rows_read"],
+        "rows_scored": manifest["rows_scored"],
+        "rows_rejected": manifest["rows_rejected"],
+        "output_rows": out_rows,
+        "tweets_per_s": round(manifest["rows_scored"] / wall, 1),
+        "peak_rss_mb": round(max(peak, before) / 1024, 1),
+        "model_s": manifest.get("model_s"),
+        "duration_s": manifest["duration_s"],
+        "outside_model_share": round(1 - manifest.get("model_s", 0) / manifest["duration_s"], 3),
+    }
+
+
+def lambda_curve(tps_1: float, tps_2: float, memory_sizes=(512, 1024, 1769, 2048, 3008, 3538)) -> list[dict]:
+    """Tweets/s and cost per million tweets against Lambda memory, from the measured 1- and 2-thread rates.
+
+    Lambda gives CPU in proportion to memory: 1,769 MB is one vCPU, 3,538 MB two. Below one vCPU the
+    function gets that share of one core; between one and two vCPUs it runs two threads on a fractional
+    second core, interpolated between the measured 1- and 2-thread rates.
+    """
+    rows = []
+    for mb in memory_sizes:
+        vcpu = mb / LAMBDA_MB_PER_VCPU
+        tps = tps_1 * vcpu if vcpu <= 1 else tps_1 + (tps_2 - tps_1) * min(vcpu - 1, 1)
+        seconds = 1e6 / tps
+        cost = seconds * (mb / 1024) * LAMBDA_GB_S
+        rows.append({"memory_mb": mb, "vcpu": round(vcpu, 2), "tweets_per_s": round(tps, 1),
+                     "seconds_per_million": round(seconds), "usd_per_million": round(cost, 4)})
+    return rows
+
+
+def chart(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for r in rows:
+        if r.get("accuracy") is None:
+            continue
+        ax.scatter(r["tweets_per_s_1"], r["accuracy"], s=60)
+        ax.annotate(r["label"], (r["tweets_per_s_1"], r["accuracy"]), textcoords="offset points", xytext=(6, 4), fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlabel("tweets/s, 1 thread (log scale)")
+    ax.set_ylabel("test accuracy")
+    ax.set_title("tweetmood: accuracy against CPU throughput (same run)")
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _checkpoint(explicit: str | None, workdir: Path) -> tuple[Path, bool]:
+    """The shipped transformer's PyTorch checkpoint, or the same architecture with a random head (speed only)."""
+    for cand in [explicit, "runs/ship/checkpoint", "runs/latest/transformer/checkpoint", "runs/gpu-sweep-1/checkpoint"]:
+        if cand and (ROOT / cand / "config.json").is_file():
+            return ROOT / cand, True
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from training.transformer import default_base_model
+
+    meta = json.loads((SHIPPED / "model.json").read_text())
+    out = workdir / "random-head-checkpoint"
+    torch.manual_seed(0)
+    labels = meta["labels"]
+    model = AutoModelForSequenceClassification.from_pretrained(
+        default_base_model(), num_labels=len(labels), id2label=dict(enumerate(labels)),
+        label2id={l: i for i, l in enumerate(labels)})
+    model.save_pretrained(out)
+    AutoTokenizer.from_pretrained(default_base_model()).save_pretrained(out)
+    (out / "tweetmood_training.json").write_text(json.dumps({"preprocess": "normalize", "max_length": meta["max_length"],
+                                                             "labels": labels}))
+    return out, False
+
+
+def _fp32_serving(checkpoint: Path, trained: bool, workdir: Path) -> Path:
+    if trained and (ROOT / "runs/ship/serving-fp32/model.json").is_file():
+        return ROOT / "runs/ship/serving-fp32"
+    from training.export import export_serving_model
+
+    meta = json.loads((SHIPPED / "model.json").read_text())
+    return export_serving_model(checkpoint, workdir / "export", workdir / "serving-fp32", meta["labels"],
+                                meta["max_length"], "bench-fp32", quantization="fp32")
+
+
+def _baseline_dirs() -> dict[str, Path]:
+    found = {}
+    for name, alias in (("dnn", "tfidf-dnn"), ("bilstm", "bilstm")):
+        for cand in (f"runs/latest/baselines/{name}", f"runs/baselines/{alias}", f"runs/baselines/{name}"):
+            if (ROOT / cand / "model.json").is_file():
+                found[name] = ROOT / cand
+                break
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0])
+    p.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data" / "emotion")
+    p.add_argument("--docs", type=Path, default=ROOT / "docs", help="where benchmarks.md/.json/.png go")
+    p.add_argument("--checkpoint", default=None, help="PyTorch checkpoint of the shipped transformer")
+    p.add_argument("--e2e-lines", type=int, default=1_000_000, help="lines in the generated end-to-end file")
+    p.add_argument("--limit", type=int, default=0, help="score only the first N test tweets per model")
+    p.add_argument("--original-limit", type=int, default=256, help="tweets for (a), the slow original shape")
+    p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--quick", action="store_true", help="tiny run for the tests: shipped model and end to end only")
+    args = p.parse_args(argv)
+
+    test = args.data_dir / "test.txt"
+    texts = [line.rpartition(";")[0] for line in test.read_text(encoding="utf-8").splitlines() if line.strip()]
+    workdir = Path(tempfile.mkdtemp(prefix="tweetmood-bench-"))
+    shipped_meta = json.loads((SHIPPED / "model.json").read_text())
+    models: list[dict] = []
+    if not args.quick:
+        checkpoint, trained = _checkpoint(args.checkpoint, workdir)
+        fp32 = _fp32_serving(checkpoint, trained, workdir)
+        models += [
+            {"key": "a", "label": "(a) original: DistilBERT-base-multilingual shape, PyTorch fp32, pad 100",
+             "kind": "original", "model": str(SHIPPED / "tokenizer.json"), "size_mb": 4 * 135.3e6 / 1e6,
+             "limit": args.original_limit},
+            {"key": "b", "label": "(b) shipped transformer, PyTorch fp32, transformers pipeline" + ("" if trained else " (random head)"),
+             "kind": "torch", "model": str(checkpoint), "size_mb": dir_size_mb(checkpoint)},
+            {"key": "c", "label": "(c) same model, ONNX fp32 (fused graph), scoring core",
+             "kind": "core", "model": str(fp32), "size_mb": dir_size_mb(fp32)},
+        ]
+    models.append({"key": "d", "label": f"(d) shipped int8 ONNX ({shipped_meta.get('quantization')}), scoring core",
+                   "kind": "core", "model": str(SHIPPED), "size_mb": dir_size_mb(SHIPPED)})
+    if not args.quick:
+        for name, path in _baseline_dirs().items():
+            models.append({"key": f"e-{name}", "label": f"(e) {name} baseline ONNX, scoring core", "kind": "core",
+                           "model": str(path), "size_mb": dir_size_mb(path)})
+
+    rows = []
+    for m in models:
+        row = {k: m[k] for k in ("key", "label", "kind", "model")}
+        row["size_mb"] = round(m["size_mb"], 1)
+        for threads in args.threads:
+            limit = m.get("limit") or args.limit
+            print(f"measuring {m['label']} with {threads} thread(s)…", flush=True)
+            r = measure(m["kind"], m["model"], test, threads, limit)
+            row[f"tweets_per_s_{threads}"] = round(r["tweets_per_s"], 1)
+            row[f"batch_p50_ms_{threads}"] = round(r["batch_p50_ms"], 1)
+            row[f"batch_p99_ms_{threads}"] = round(r["batch_p99_ms"], 1)
+            row[f"peak_rss_mb_{threads}"] = round(r["peak_rss_mb"], 1)
+            row[f"cold_start_s_{threads}"] = round(r["cold_start_s"], 2)
+            row["n"] = r["n"]
+            if r["accuracy"] is not None and (m["key"] != "b" or "random head" not in m["label"]):
+                row["accuracy"] = round(r["accuracy"], 4)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+
+    by_key = {r["key"]: r for r in rows}
+    ratios = {}
+    for t in args.threads:
+        d = by_key["d"][f"tweets_per_s_{t}"]
+        for ref in ("a", "b", "c"):
+            if ref in by_key:
+                ratios[f"d_over_{ref}_{t}thread"] = round(d / by_key[ref][f"tweets_per_s_{t}"], 2)
+
+    print(f"end to end: tweetmood score on {args.e2e_lines:,} generated lines…", flush=True)
+    e2e = end_to_end(SHIPPED, texts, args.e2e_lines, max(args.threads), workdir)
+    print(json.dumps(e2e), flush=True)
+
+    config = json.loads((ROOT / "runs/ship/checkpoint/config.json").read_text()) if (ROOT / "runs/ship/checkpoint/config.json").is_file() else \
+        {"hidden_size": 384, "num_hidden_layers": 6, "intermediate_size": 1536}
+    tokens = mean_tokens(SHIPPED, texts)
+    flops = flops_per_tweet(config, tokens)
+    peak1 = peak_gflops(threads=1)
+    d1 = by_key["d"][f"tweets_per_s_{args.threads[0]}"]
+    compute = {"mean_tokens": round(tokens, 1), "gflop_per_tweet": round(flops / 1e9, 3),
+               "achieved_gflops_1thread": round(flops * d1 / 1e9, 1), "fp32_gemm_peak_gflops_1thread": round(peak1, 1)}
+    curve = lambda_curve(by_key["d"].get("tweets_per_s_1", d1), by_key["d"].get("tweets_per_s_2", d1))
+    result = {"machine": cpu_info(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "models": rows,
+              "ratios": ratios, "end_to_end": e2e, "compute": compute, "lambda_curve": curve,
+              "prices": {"lambda_x86_usd_per_gb_s": LAMBDA_GB_S, "lambda_usd_per_million_requests": LAMBDA_PER_M_REQUESTS,
+                         "comprehend_per_million": COMPREHEND_PER_M},
+              "command": "make bench" + (" (quick)" if args.quick else "")}
+    args.docs.mkdir(parents=True, exist_ok=True)
+    (args.docs / "benchmarks.json").write_text(json.dumps(result, indent=2) + "\n")
+    chart(rows, args.docs / "benchmarks.png")
+    (args.docs / "benchmarks.md").write_text(render(result))
+    print(f"wrote {args.docs / 'benchmarks.md'}, benchmarks.json, benchmarks.png")
+    return 0
+
+
+def _fmt(v, spec: str = "") -> str:
+    return "–" if v is None else format(v, spec)
+
+
+def render(r: dict) -> str:
+    m = r["machine"]
+    threads = sorted({int(k.rsplit("_", 1)[1]) for row in r["models"] for k in row if k.startswith("tweets_per_s_")})
+    head = "| Model | Test acc. | Size MB | " + " | ".join(
+        f"tweets/s {t}T | p50 / p99 ms {t}T" for t in threads) + " | Cold start s | Peak RSS MB |"
+    lines = [
+        "# Benchmarks", "",
+        f"Measured by `{r['command']}` on {r['date']}: {m.get('cpu', '?')}, {m['cores']} cores, flags "
+        f"{', '.join(m.get('flags', []))}; onnxruntime {m['onnxruntime']}, Python {m['python']}.",
+        "Every model runs in a fresh process (cold start counts interpreter start and imports) over the test file "
+        "in batches of 64; absolute numbers drift on shared machines, so compare the ratios of one run.", "",
+        head, "|" + "---|" * (5 + 2 * len(threads)),
+    ]
+    for row in r["models"]:
+        cells = [row["label"], _fmt(row.get("accuracy"), ".4f"), _fmt(row["size_mb"], ".1f")]
+        for t in threads:
+            cells += [_fmt(row.get(f"tweets_per_s_{t}"), ".1f"),
+                      f"{_fmt(row.get(f'batch_p50_ms_{t}'), '.0f')} / {_fmt(row.get(f'batch_p99_ms_{t}'), '.0f')}"]
+        cells += [_fmt(row.get(f"cold_start_s_{threads[0]}"), ".2f"), _fmt(row.get(f"peak_rss_mb_{threads[0]}"), ".0f")]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "Ratios of (d), the shipped int8 model, in this run: " +
+              ", ".join(f"{k.replace('_', ' ')} = {v}×" for k, v in r["ratios"].items()), ""]
+    e = r["end_to_end"]
+    lines += [
+        "## End to end", "",
+        f"`tweetmood score` on a generated file of {e['lines']:,} raw tweets ({e['bytes'] / 1e6:.0f} MB; {e['blank']} blank and "
+        f"{e['undecodable']} undecodable lines) with {e['threads']} thread(s): {e['wall_s']} s wall, "
+        f"{e['tweets_per_s']} tweets/s, peak RSS {e['peak_rss_mb']} MB; rows read {e['rows_read']:,} = scored "
+        f"{e['rows_scored']:,} + rejected {e['rows_rejected']:,}; output rows {e['output_rows']:,}. "
+        f"Time outside onnxruntime (reading, normalizing, tokenizing, writing): {100 * e['outside_model_share']:.1f}%.", "",
+    ]
+    c = r["compute"]
+    lines += [
+        "## How far from the machine's limit", "",
+        f"Mean test tweet: {c['mean_tokens']} tokens; the encoder needs {c['gflop_per_tweet']} GFLOP per tweet "
+        f"(matrix products and attention, counted from the model's shape). At (d)'s 1-thread rate that is "
+        f"{c['achieved_gflops_1thread']} GFLOP/s achieved, against a measured fp32 GEMM peak of "
+        f"{c['fp32_gemm_peak_gflops_1thread']} GFLOP/s on one thread (numpy 2048×2048; int8 VNNI kernels can exceed it).", "",
+        "## Cost on AWS Lambda", "",
+        f"Lambda x86_64 at ${r['prices']['lambda_x86_usd_per_gb_s']} per GB-second (+ ${r['prices']['lambda_usd_per_million_requests']} "
+        "per million requests, negligible: one request scores a whole file). CPU scales with memory (1,769 MB = 1 vCPU); "
+        "the rates below come from (d)'s measured 1- and 2-thread rates.", "",
+        "| Memory MB | vCPU | tweets/s | s per million | $ per million tweets |", "|---|---|---|---|---|",
+    ]
+    for row in r["lambda_curve"]:
+        lines.append(f"| {row['memory_mb']} | {row['vcpu']} | {row['tweets_per_s']} | {row['seconds_per_million']} | {row['usd_per_million']} |")
+    lines += ["", f"Amazon Comprehend custom classification: {r['prices']['comprehend_per_million']} per million texts.", "",
+              "![accuracy against tweets/s](benchmarks.png)", "",
+              "Reproduce: `make bench` (writes this file, benchmarks.json and benchmarks.png).", ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,26 @@
+"""`make bench` runs end to end on a tiny input and writes its report (the measurements are not tested)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+DATA = Path(__file__).resolve().parents[4] / "shared" / "data" / "emotion"
+
+
+def test_the_benchmark_writes_its_report_chart_and_json_on_a_tiny_input(tmp_path):
+    from benchmarks.run import main
+
+    if not (DATA / "test.txt").is_file():
+        pytest.skip(f"{DATA} is absent: the benchmark reads the emotion test file")
+    assert main(["--quick", "--limit", "16", "--e2e-lines", "300", "--threads", "1",
+                 "--docs", str(tmp_path), "--data-dir", str(DATA)]) == 0
+    result = json.loads((tmp_path / "benchmarks.json").read_text())
+    e2e = result["end_to_end"]
+    assert e2e["rows_read"] == e2e["rows_scored"] + e2e["rows_rejected"] == e2e["output_rows"] == 300
+    assert (tmp_path / "benchmarks.png").stat().st_size > 0
+    assert "End to end" in (tmp_path / "benchmarks.md").read_text()
