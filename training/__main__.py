@@ -33,7 +33,7 @@ def _export_options(parser: argparse.ArgumentParser) -> None:
     from training.export import DEFAULT_QUANTIZATION, QUANTIZATIONS
 
     parser.add_argument("--quantization", default=DEFAULT_QUANTIZATION, choices=sorted(QUANTIZATIONS),
-                        help=f"int8 scheme of the shipped model (default {DEFAULT_QUANTIZATION}: batch-independent)")
+                        help=f"int8 scheme of the shipped model (default {DEFAULT_QUANTIZATION}, served one tweet per call)")
     parser.add_argument("--name", default=DEFAULT_NAME, help="model name; the version is <name>-<sha256[:8]>")
 
 
