@@ -18,7 +18,8 @@ tracer = Tracer()
 
 
 class FilesNotScored(RuntimeError):
-    """Objects got neither a result nor a failed manifest; raised so Lambda retries the event, then dead-letters it."""
+    """Objects failed in a way another try may fix (or were not reached); raised so Lambda retries the event,
+    then sends it to the on-failure destination."""
 
 
 @functools.cache
@@ -34,14 +35,18 @@ def _dependencies():
 def handler(event: dict, context) -> dict:
     s3, settings, classifier = _dependencies()
     summary = handle_s3_event(
-        event, s3=s3, settings=settings, classifier=classifier, remaining_ms=context.get_remaining_time_in_millis
+        event, s3=s3, settings=settings, classifier=classifier,
+        remaining_ms=context.get_remaining_time_in_millis, request_id=context.aws_request_id,
     )
     metrics.add_metric(name="RowsScored", unit=MetricUnit.Count, value=sum(f["rows_scored"] for f in summary["scored"]))
     rejected = sum(f.get("rows_rejected", 0) for f in summary["scored"] + summary["failed"])
     metrics.add_metric(name="RowsRejected", unit=MetricUnit.Count, value=rejected)
     metrics.add_metric(name="FilesFailed", unit=MetricUnit.Count, value=len(summary["failed"]))
-    # A failed file with a manifest is settled (or left to the sweep); one without never got that far.
-    unsettled = summary["remaining"] + [f["key"] for f in summary["failed"] if "output_key" not in f]
+    metrics.add_metric(name="FilesInProgress", unit=MetricUnit.Count, value=len(summary["in_progress"]))
+    # A bad file is settled by its failed manifest; only failures another try may fix are worth a retry.
+    # Files in progress are someone else's (a concurrent delivery) or the sweep's (a checkpoint).
+    unsettled = [f"{k}: not reached before the timeout" for k in summary["remaining"]]
+    unsettled += [f"{f['key']}: {f['reason']}" for f in summary["failed"] if f["retryable"]]
     if unsettled:
-        raise FilesNotScored(f"not scored, retrying the event: {', '.join(unsettled)}")
+        raise FilesNotScored("retrying the event for " + "; ".join(unsettled))
     return summary

@@ -29,11 +29,15 @@ def _dependencies():
 @metrics.log_metrics
 def handler(event: dict, context) -> dict:
     s3, settings, classifier = _dependencies()
-    summary = sweep_pending(s3=s3, settings=settings, classifier=classifier, remaining_ms=context.get_remaining_time_in_millis)
+    summary = sweep_pending(
+        s3=s3, settings=settings, classifier=classifier,
+        remaining_ms=context.get_remaining_time_in_millis, request_id=context.aws_request_id,
+    )
     metrics.add_metric(name="RowsScored", unit=MetricUnit.Count, value=sum(f["rows_scored"] for f in summary["scored"]))
     rejected = sum(f.get("rows_rejected", 0) for f in summary["scored"] + summary["failed"])
     metrics.add_metric(name="RowsRejected", unit=MetricUnit.Count, value=rejected)
     metrics.add_metric(name="FilesFailed", unit=MetricUnit.Count, value=len(summary["failed"]))
+    metrics.add_metric(name="FilesInProgress", unit=MetricUnit.Count, value=len(summary["in_progress"]))
     # Files not reached wait for the next sweep; a count in the log shows a backlog building up.
     metrics.add_metric(name="FilesRemaining", unit=MetricUnit.Count, value=len(summary["remaining"]))
     logger.info("sweep finished", extra={k: len(v) if isinstance(v, list) else v for k, v in summary.items()})

@@ -10,6 +10,8 @@ import orjson
 
 COMPLETE = "complete"
 FAILED = "failed"
+# Only on the copy a run returns, never written: the run checkpointed and another invocation goes on.
+IN_PROGRESS = "in_progress"
 
 
 def utc_now() -> str:
@@ -47,6 +49,8 @@ class OutputManifest:
     """A failure that may pass on another try (S3 or time trouble), as opposed to a bad file."""
     attempts: int = 1
     """Tries at this source version, this one included."""
+    invocations: int = 1
+    """Lambda invocations that scored part of the file (more than one when a big file was checkpointed)."""
     skipped: bool = False
     """Set on the returned copy only when an earlier complete result was reused."""
 

@@ -8,13 +8,16 @@ import logging
 import os
 import tempfile
 import time
+import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterable, Iterator
 from urllib.parse import unquote_plus
 
+from tweetmood import claims
 from tweetmood.batching import scored_in_order
-from tweetmood.manifest import COMPLETE, FAILED, OutputManifest, utc_now
+from tweetmood.claims import Checkpoint, ClaimHeld, claim_key_for
+from tweetmood.manifest import COMPLETE, FAILED, IN_PROGRESS, OutputManifest, utc_now
 from tweetmood.readers import input_format, read_records
 from tweetmood.records import FileError, Record, Rejected
 from tweetmood.settings import Settings, SettingsError
@@ -27,10 +30,20 @@ RemainingMs = Callable[[], int]
 CLOCK_EVERY = 256
 # S3 multipart parts (at least 5 MiB except the last): bounded memory, at most ~160 GB of output.
 PART_SIZE = 16 << 20
+# S3's smallest part but the last: a checkpoint uploads what it has buffered once it is this big.
+MIN_PART_SIZE = 5 << 20
 
 
 class ObjectGone(Exception):
     """The object named by an event no longer exists (deleted or renamed before it was scored)."""
+
+
+class PoisonEvent(ValueError):
+    """The event is not something this function can ever handle; raised so it ends in the dead-letter queue."""
+
+
+class CheckpointMismatch(RuntimeError):
+    """A checkpoint does not fit the source it was taken on; the file is scored again from the start."""
 
 
 # --- keys ----------------------------------------------------------------------------
@@ -73,6 +86,18 @@ def _etag(value: str | None) -> str | None:
 
 
 @dataclasses.dataclass
+class Progress:
+    """Running totals of a scoring run: rows written so far and what they were."""
+
+    rows: int = 0
+    labels: Counter = dataclasses.field(default_factory=Counter)
+    errors: Counter = dataclasses.field(default_factory=Counter)
+
+    def copy(self) -> "Progress":
+        return Progress(self.rows, Counter(self.labels), Counter(self.errors))
+
+
+@dataclasses.dataclass
 class _Stop:
     """Why reading ended early, filled in by `_guarded`."""
 
@@ -102,6 +127,93 @@ def _guarded(
         stop.error = exc
 
 
+def _skip(items: Iterator[Record | Rejected], n: int, name: str) -> Iterator[Record | Rejected]:
+    """Read past the `n` rows an earlier invocation already wrote (their bytes are read again, not kept)."""
+    it = iter(items)
+    for seen in range(n):
+        if next(it, None) is None:
+            raise CheckpointMismatch(f"{name} has {seen} rows, fewer than the {n} its checkpoint says were scored")
+    yield from it
+
+
+class _Gate(io.RawIOBase):
+    """Passes writes to `sink` once opened; before, drops them (a resumed CSV's header is already uploaded)."""
+
+    def __init__(self, sink: BinaryIO):
+        super().__init__()
+        self._sink, self.open = sink, False
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        if self.open:
+            self._sink.write(data)
+        return len(data)
+
+    def flush(self) -> None:
+        self._sink.flush()
+
+
+def _score_rows(
+    stream: BinaryIO,
+    name: str,
+    classifier: Any,
+    settings: Settings,
+    sink: BinaryIO,
+    remaining_ms: RemainingMs | None,
+    start: Progress | None,
+    on_row: Callable[[Progress], None] | None,
+) -> tuple[OutputManifest, _Stop]:
+    started, t0 = utc_now(), time.perf_counter()
+    progress = start.copy() if start else Progress()
+    already_scored = sum(progress.labels.values())
+    stop = _Stop()
+    items: Iterator[Record | Rejected] = read_records(stream, name, settings)
+    if progress.rows:
+        items = _skip(items, progress.rows, name)
+    items = _guarded(items, stop, name, remaining_ms, settings.sweep_safety_ms)
+    gate = _Gate(sink)
+    gate.open = not progress.rows
+    writer = make_writer(settings.output_format, gate, classifier.labels, classifier.version)
+    gate.open = True
+    try:
+        for item, probs in scored_in_order(items, classifier.predict_proba, settings.batch_size):
+            label = writer.write(item, probs)
+            if label is None:
+                progress.errors[item.error] += 1
+            else:
+                progress.labels[label] += 1
+            progress.rows += 1
+            if on_row is not None:
+                on_row(progress)
+    finally:
+        writer.close()
+    duration = time.perf_counter() - t0
+    scored, rejected = sum(progress.labels.values()), sum(progress.errors.values())
+    labels = {label: progress.labels[label] for label in classifier.labels}
+    labels.update({k: v for k, v in progress.labels.items() if k not in labels})
+    manifest = OutputManifest(
+        source_key=name,
+        format=settings.output_format,
+        rows_read=scored + rejected,
+        rows_scored=scored,
+        rows_rejected=rejected,
+        label_counts=labels,
+        error_counts=dict(sorted(progress.errors.items())),
+        model_version=classifier.version,
+        model_sha256=classifier.sha256,
+        started=started,
+        finished=utc_now(),
+        duration_s=round(duration, 3),
+        tweets_per_s=round((scored - already_scored) / duration, 1) if duration > 0 else 0.0,
+        status=FAILED if stop.error else COMPLETE,
+        reason=stop.error.reason if stop.error else None,
+        retryable=stop.retryable,
+    )
+    return manifest, stop
+
+
 def score_stream(
     stream: BinaryIO,
     name: str,
@@ -110,49 +222,17 @@ def score_stream(
     sink: BinaryIO,
     *,
     remaining_ms: RemainingMs | None = None,
+    start: Progress | None = None,
+    on_row: Callable[[Progress], None] | None = None,
 ) -> OutputManifest:
     """Read `stream` (named `name`), score it with `classifier`, write result rows to `sink`.
 
     Returns the manifest (source bucket/ETag left for the caller). A whole-file failure gives
     status "failed" with the reason; rows read before it are still scored and counted.
+    `start` resumes a run: its rows are read past (not written again) and its counts carried on;
+    `on_row` sees the running totals after every row written.
     """
-    started, t0 = utc_now(), time.perf_counter()
-    labels = Counter({label: 0 for label in classifier.labels})
-    errors: Counter[str] = Counter()
-    stop = _Stop()
-    items = _guarded(read_records(stream, name, settings), stop, name, remaining_ms, settings.sweep_safety_ms)
-    writer = make_writer(settings.output_format, sink, classifier.labels, classifier.version)
-    model_s0 = getattr(classifier, "model_seconds", 0.0)
-    try:
-        for item, probs in scored_in_order(items, classifier.predict_proba, settings.batch_size):
-            label = writer.write(item, probs)
-            if label is None:
-                errors[item.error] += 1
-            else:
-                labels[label] += 1
-    finally:
-        writer.close()
-    duration = time.perf_counter() - t0
-    scored, rejected = sum(labels.values()), sum(errors.values())
-    return OutputManifest(
-        source_key=name,
-        format=settings.output_format,
-        rows_read=scored + rejected,
-        rows_scored=scored,
-        rows_rejected=rejected,
-        label_counts=dict(labels),
-        error_counts=dict(sorted(errors.items())),
-        model_version=classifier.version,
-        model_sha256=classifier.sha256,
-        started=started,
-        finished=utc_now(),
-        duration_s=round(duration, 3),
-        tweets_per_s=round(scored / duration, 1) if duration > 0 else 0.0,
-        model_s=round(getattr(classifier, "model_seconds", 0.0) - model_s0, 3),
-        status=FAILED if stop.error else COMPLETE,
-        reason=stop.error.reason if stop.error else None,
-        retryable=stop.retryable,
-    )
+    return _score_rows(stream, name, classifier, settings, sink, remaining_ms, start, on_row)[0]
 
 
 def score_file(
@@ -185,7 +265,16 @@ def score_file(
 
 
 def read_manifest(s3: Any, bucket: str, key: str) -> OutputManifest | None:
-    """The manifest at `key`, or None when absent or unreadable (then the source is scored again)."""
+    """The manifest at `key`, or None when absent or unreadable (then the source is scored again).
+
+    Existence is checked by listing, not by a GetObject that may fail: without an unconditioned
+    s3:ListBucket (the functions' listing is limited to their prefixes), S3 answers a GetObject of
+    a missing key with 403 AccessDenied, not 404.
+    """
+    listing = s3.list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=1)
+    # Keys sort by bytes, so the manifest itself comes before any longer key it is a prefix of.
+    if [o["Key"] for o in listing.get("Contents", [])] != [key]:
+        return None
     try:
         body = s3.get_object(Bucket=bucket, Key=key)["Body"]
     except s3.exceptions.NoSuchKey:
@@ -206,6 +295,10 @@ def _settled(previous: OutputManifest | None, etag: str | None, settings: Settin
     return previous.complete or not previous.retryable or previous.attempts >= settings.max_attempts
 
 
+def _now_ms(clock: Callable[[], float]) -> int:
+    return int(clock() * 1000)
+
+
 def score_s3_object(
     s3: Any,
     bucket: str,
@@ -218,12 +311,17 @@ def score_s3_object(
     output_key: str | None = None,
     remaining_ms: RemainingMs | None = None,
     force: bool = False,
+    request_id: str | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> OutputManifest:
     """Score `s3://bucket/key` into the output prefix; the manifest is written last.
 
     Skips (returning the earlier manifest with `skipped=True`) when the manifest already
     names this source ETag and is complete or failed for good; `force` scores anyway.
-    Raises `ObjectGone` if the object has disappeared; other failures become a failed manifest.
+    Only the holder of the output's claim scores (see `tweetmood.claims`): raises `ClaimHeld`
+    when another live run holds it, `ObjectGone` if the object has disappeared. When time runs
+    out mid-file the run checkpoints and returns a manifest with status "in_progress" (not
+    written); the next run (the sweep) goes on from there. Other failures become a failed manifest.
     """
     output_key = output_key or output_key_for(key, settings)
     if not output_key.startswith(settings.output_prefix) or output_key == key:
@@ -237,82 +335,233 @@ def score_s3_object(
     except s3.exceptions.NoSuchKey:
         raise ObjectGone(f"s3://{bucket}/{key} no longer exists (deleted or replaced before it was scored)") from None
     body = response["Body"]
-    current = _etag(response.get("ETag")) or _etag(etag)
-    size = response.get("ContentLength", size)
-    if not force and _settled(previous, current, settings):
-        body.close()
-        return dataclasses.replace(previous, skipped=True)
-    attempts = previous.attempts + 1 if previous and previous.source_etag == current and not previous.complete else 1
     try:
-        if size is not None and size > settings.max_object_bytes:
-            manifest = _failed(
-                key, settings, classifier,
-                f"{key} is {size} bytes, more than MAX_OBJECT_BYTES={settings.max_object_bytes}; split it into smaller files",
-                retryable=False,
-            )
-        else:
-            manifest = _score_to_s3(s3, bucket, key, output_key, body, settings, classifier, remaining_ms)
-    except Exception as exc:  # S3 or model trouble: not the file's fault, so worth another try
-        log.exception("scoring s3://%s/%s failed", bucket, key)
-        manifest = _failed(
-            key, settings, classifier,
-            f"scoring {key} stopped on {type(exc).__name__}: {exc}; the sweep retries it "
-            f"(attempt {attempts} of {settings.max_attempts})",
-            retryable=True,
+        current = _etag(response.get("ETag")) or _etag(etag) or ""
+        size = response.get("ContentLength", size)
+        if not force and _settled(previous, current, settings):
+            return dataclasses.replace(previous, skipped=True)
+        claim = claims.acquire(
+            s3, bucket, claim_key_for(output_key), source_etag=current,
+            request_id=request_id or f"local-{uuid.uuid4()}",
+            lease_ms=remaining_ms() if remaining_ms is not None else claims.DEFAULT_LEASE_MS, now_ms=_now_ms(clock),
         )
+        if claim.taken_over:
+            # The claim's last holder may have finished this version between our read and our claim.
+            previous = read_manifest(s3, bucket, manifest_key)
+            if not force and _settled(previous, current, settings):
+                claims.release(s3, bucket, claim, now_ms=_now_ms(clock), checkpoint=claim.checkpoint)
+                return dataclasses.replace(previous, skipped=True)
+        run = _ClaimedRun(s3, bucket, key, output_key, claim, settings, classifier, clock)
+        try:
+            return run.score(body, size, previous, remaining_ms)
+        except BaseException:
+            run.release_quietly()  # so the next delivery need not wait for the lease to run out
+            raise
     finally:
         body.close()
-    manifest = dataclasses.replace(
-        manifest, source_bucket=bucket, source_key=key, source_etag=current, source_size=size,
-        output_key=output_key, attempts=attempts,
-    )
-    if not manifest.complete:
-        # The output of an older version of this source would no longer match its manifest.
-        s3.delete_object(Bucket=bucket, Key=output_key)
-    s3.put_object(Bucket=bucket, Key=manifest_key, Body=manifest.to_json(), ContentType="application/json")
-    return manifest
 
 
-def _score_to_s3(
-    s3: Any, bucket: str, key: str, output_key: str, body: BinaryIO, settings: Settings, classifier: Any,
-    remaining_ms: RemainingMs | None,
-) -> OutputManifest:
-    sink = MultipartSink(s3, bucket, output_key, CONTENT_TYPES[settings.output_format])
-    try:
-        manifest = score_stream(body, key, classifier, settings, sink, remaining_ms=remaining_ms)
+class _ClaimedRun:
+    """One run on a claimed output: score, then complete, checkpoint or fail, and give the claim back."""
+
+    def __init__(self, s3, bucket, key, output_key, claim, settings, classifier, clock):
+        self.s3, self.bucket, self.key, self.output_key = s3, bucket, key, output_key
+        self.claim, self.settings, self.classifier, self.clock = claim, settings, classifier, clock
+        self.released = False
+        checkpoint = claim.checkpoint
+        if checkpoint and checkpoint.model_version != classifier.version:
+            log.warning("%s: checkpoint was taken with model %s, not %s; scoring from the start",
+                        key, checkpoint.model_version, classifier.version)
+            self._abort_upload(checkpoint.upload_id)
+            checkpoint = None
+        if claim.stale_upload_id:
+            self._abort_upload(claim.stale_upload_id)
+        self.checkpoint = checkpoint
+        self.start = (
+            Progress(checkpoint.rows_done, Counter(checkpoint.label_counts), Counter(checkpoint.error_counts))
+            if checkpoint else Progress()
+        )
+        self.latest = self.start.copy()
+        self.durable = self.start.copy()  # what the uploaded parts hold
+        self.sink = MultipartSink(
+            s3, bucket, output_key, CONTENT_TYPES[settings.output_format],
+            upload_id=checkpoint.upload_id if checkpoint else None, parts=checkpoint.parts if checkpoint else (),
+        )
+
+    def _abort_upload(self, upload_id: str | None) -> None:
+        if upload_id:
+            try:
+                self.s3.abort_multipart_upload(Bucket=self.bucket, Key=self.output_key, UploadId=upload_id)
+            except Exception:  # the bucket's lifecycle rule cleans up what this misses
+                log.warning("could not abort the stale upload %s of %s", upload_id, self.output_key, exc_info=True)
+
+    def _on_row(self, progress: Progress) -> None:
+        self.latest = progress
+        if self.sink.end_row():
+            self.durable = progress.copy()
+
+    def score(self, body: BinaryIO, size: int | None, previous: OutputManifest | None,
+              remaining_ms: RemainingMs | None) -> OutputManifest:
+        settings, current = self.settings, self.claim.source_etag
+        attempts = previous.attempts + 1 if previous and previous.source_etag == current and not previous.complete else 1
+        stop_code = None
+        try:
+            if size is not None and size > settings.max_object_bytes:
+                manifest = self._failed(
+                    f"{self.key} is {size} bytes, more than MAX_OBJECT_BYTES={settings.max_object_bytes}; "
+                    "split it into smaller files",
+                    retryable=False,
+                )
+            else:
+                manifest, stop = _score_rows(body, self.key, self.classifier, settings, self.sink, remaining_ms,
+                                             self.start, self._on_row)
+                stop_code = stop.error.code if stop.error else None
+                if manifest.complete:
+                    self.sink.commit()
+        except Exception as exc:  # S3 or model trouble: not the file's fault, so worth another try
+            log.exception("scoring s3://%s/%s failed", self.bucket, self.key)
+            if isinstance(exc, CheckpointMismatch) or "NoSuchUpload" in str(exc):
+                self.durable = Progress()  # the checkpoint cannot be trusted: start over
+            manifest = self._failed(
+                f"scoring {self.key} stopped on {type(exc).__name__}: {exc}; it is tried again "
+                f"(attempt {attempts} of {settings.max_attempts})",
+                retryable=True,
+            )
+        manifest = dataclasses.replace(
+            manifest, source_bucket=self.bucket, source_key=self.key, source_etag=current, source_size=size,
+            output_key=self.output_key, attempts=attempts,
+        )
+        if self.checkpoint:  # totals over every invocation that worked on this version
+            duration = self.checkpoint.duration_s + manifest.duration_s
+            manifest.started = self.checkpoint.started or manifest.started
+            manifest.duration_s = round(duration, 3)
+            manifest.invocations = self.checkpoint.invocations + 1
+            manifest.tweets_per_s = round(manifest.rows_scored / duration, 1) if duration > 0 else 0.0
         if manifest.complete:
-            sink.commit()
-    finally:
-        sink.abort()  # no-op once committed
-    return manifest
+            self._write_manifest(manifest)
+            self._release(None)
+            return manifest
+        if stop_code == "out_of_time":
+            kept = self._checkpoint(manifest)
+            if kept is not None:
+                self._release(kept)
+                return dataclasses.replace(
+                    manifest, status=IN_PROGRESS, rows_read=kept.rows_done,
+                    rows_scored=sum(kept.label_counts.values()), rows_rejected=sum(kept.error_counts.values()),
+                    label_counts=kept.label_counts, error_counts=kept.error_counts,
+                    reason=f"{self.key}: {kept.rows_done} rows scored in {kept.invocations} invocation(s) so far; "
+                    f"the Lambda was about to time out, so the next sweep goes on from the checkpoint in {self.claim.key}",
+                )
+        return self._fail(manifest, attempts)
+
+    def _checkpoint(self, manifest: OutputManifest) -> Checkpoint | None:
+        """Upload what is buffered (if S3 takes a part that small) and describe it; None if no row was gained."""
+        if self.sink.flush_part(MIN_PART_SIZE):
+            self.durable = self.latest.copy()
+        before = self.checkpoint.rows_done if self.checkpoint else 0
+        if self.durable.rows <= before:
+            return None
+        return self._describe(manifest)
+
+    def _describe(self, manifest: OutputManifest) -> Checkpoint | None:
+        if not self.durable.rows or self.sink.upload_id is None:
+            return None
+        return Checkpoint(
+            source_etag=self.claim.source_etag, upload_id=self.sink.upload_id, parts=list(self.sink.parts),
+            rows_done=self.durable.rows, label_counts=dict(self.durable.labels), error_counts=dict(self.durable.errors),
+            started=manifest.started, duration_s=manifest.duration_s, model_version=self.classifier.version,
+            invocations=manifest.invocations,
+        )
+
+    def _fail(self, manifest: OutputManifest, attempts: int) -> OutputManifest:
+        if manifest.retryable and attempts >= self.settings.max_attempts:
+            manifest.retryable = False
+            manifest.reason += (
+                f"; gave up after {attempts} attempts (MAX_ATTEMPTS={self.settings.max_attempts}): "
+                "fix the cause, then upload the file again"
+            )
+        kept = self._describe(manifest) if manifest.retryable else None
+        if kept is None:
+            self.sink.abort()
+        # Any output already there belongs to an earlier version: this manifest says it is not this one's.
+        self._write_manifest(manifest)
+        self._release(kept)
+        return manifest
+
+    def _failed(self, reason: str, *, retryable: bool) -> OutputManifest:
+        return _failed(self.key, self.settings, self.classifier, reason, retryable=retryable)
+
+    def _write_manifest(self, manifest: OutputManifest) -> None:
+        self.s3.put_object(
+            Bucket=self.bucket, Key=manifest_key_for(self.output_key), Body=manifest.to_json(),
+            ContentType="application/json",
+        )
+
+    def _release(self, checkpoint: Checkpoint | None) -> None:
+        if not claims.release(self.s3, self.bucket, self.claim, now_ms=_now_ms(self.clock), checkpoint=checkpoint):
+            log.warning("lost the claim %s before releasing it; its lease had run out", self.claim.key)
+        self.released = True
+
+    def release_quietly(self) -> None:
+        """After an unexpected error: give the claim back, keeping the last checkpoint we know to be good."""
+        if self.released:
+            return
+        try:
+            cp = self.checkpoint
+            so_far = OutputManifest(started=cp.started, duration_s=cp.duration_s, invocations=cp.invocations) if cp else OutputManifest()
+            self._release(self._describe(so_far))
+        except Exception:
+            log.warning("could not release the claim %s; it expires with its lease", self.claim.key, exc_info=True)
 
 
 class MultipartSink(io.RawIOBase):
     """A write-only stream into one S3 object that becomes visible only on `commit()`.
 
-    Output goes up in parts of `part_size` as it is written, so neither memory nor /tmp
-    (512 MB by default on Lambda) limits the output size; `abort()` discards the parts.
-    A bucket lifecycle rule should abort incomplete uploads left by a killed invocation.
+    Output goes up in parts of at least `part_size`, cut only at row boundaries (`end_row()`),
+    so neither memory nor /tmp (512 MB by default on Lambda) limits the output size and a
+    checkpoint can name the rows its parts hold; `abort()` discards the parts. An upload left by
+    an earlier invocation goes on from `upload_id` and `parts`. A bucket lifecycle rule should
+    abort incomplete uploads left by a killed invocation.
     """
 
-    def __init__(self, s3: Any, bucket: str, key: str, content_type: str, part_size: int = PART_SIZE):
+    def __init__(
+        self, s3: Any, bucket: str, key: str, content_type: str, part_size: int | None = None, *,
+        upload_id: str | None = None, parts: Iterable[dict] = (),
+    ):
         super().__init__()
         self._s3, self._bucket, self._key, self._type = s3, bucket, key, content_type
-        self._part_size = part_size
+        self._part_size = part_size or PART_SIZE
         self._buffer = bytearray()
-        self._parts: list[dict] = []
-        self._upload_id: str | None = None
+        self._parts: list[dict] = [dict(p) for p in parts]
+        self._upload_id = upload_id
         self._done = False
+
+    @property
+    def upload_id(self) -> str | None:
+        return self._upload_id
+
+    @property
+    def parts(self) -> list[dict]:
+        return self._parts
 
     def writable(self) -> bool:
         return True
 
     def write(self, data) -> int:
         self._buffer += data
-        while len(self._buffer) >= self._part_size:
-            self._upload_part(bytes(self._buffer[: self._part_size]))
-            del self._buffer[: self._part_size]
         return len(data)
+
+    def end_row(self) -> bool:
+        """A row ends here: upload the buffer as a part if it is big enough; True if it did."""
+        return self.flush_part(self._part_size)
+
+    def flush_part(self, min_size: int) -> bool:
+        """Upload the buffer as one part if it holds at least `min_size` bytes; True if it did."""
+        if not self._buffer or len(self._buffer) < min_size:
+            return False
+        self._upload_part(bytes(self._buffer))
+        self._buffer.clear()
+        return True
 
     def _upload_part(self, data: bytes) -> None:
         if self._upload_id is None:
@@ -357,15 +606,23 @@ def _failed(key: str, settings: Settings, classifier: Any, reason: str, *, retry
 # --- events and the sweep ------------------------------------------------------------
 
 
+def _new_summary() -> dict:
+    return {"scored": [], "skipped": [], "failed": [], "in_progress": [], "remaining": []}
+
+
 def _record_outcome(summary: dict, key: str, run: Callable[[], OutputManifest]) -> None:
+    """File the outcome of one object under scored, skipped, failed (with `retryable`) or in_progress."""
     try:
         manifest = run()
     except ObjectGone as exc:
         summary["skipped"].append({"key": key, "reason": str(exc)})
         return
+    except ClaimHeld as exc:
+        summary["in_progress"].append({"key": key, "reason": str(exc)})
+        return
     except Exception as exc:
         log.exception("could not score %s", key)
-        summary["failed"].append({"key": key, "reason": f"{type(exc).__name__}: {exc}"})
+        summary["failed"].append({"key": key, "reason": f"{type(exc).__name__}: {exc}", "retryable": True})
         return
     if manifest.skipped:
         if manifest.complete:
@@ -385,8 +642,10 @@ def _record_outcome(summary: dict, key: str, run: Callable[[], OutputManifest]) 
     }
     if manifest.complete:
         summary["scored"].append(entry)
+    elif manifest.status == IN_PROGRESS:
+        summary["in_progress"].append({**entry, "reason": manifest.reason})
     else:
-        summary["failed"].append({**entry, "reason": manifest.reason})
+        summary["failed"].append({**entry, "reason": manifest.reason, "retryable": manifest.retryable})
 
 
 def _event_objects(event: dict) -> Iterable[tuple[dict, str, str | None]]:
@@ -397,14 +656,28 @@ def _event_objects(event: dict) -> Iterable[tuple[dict, str, str | None]]:
 
 
 def handle_s3_event(
-    event: dict, *, s3: Any, settings: Settings, classifier: Any, remaining_ms: RemainingMs
+    event: dict, *, s3: Any, settings: Settings, classifier: Any, remaining_ms: RemainingMs,
+    request_id: str | None = None,
 ) -> dict:
-    """Score every object an S3 notification names; returns `{"scored", "skipped", "failed", "remaining"}`.
+    """Score every object an S3 notification names; returns
+    `{"scored", "skipped", "failed", "in_progress", "remaining"}`.
 
     Failures are recorded (and the failed manifest written) rather than raised, so one bad
-    file does not make Lambda retry the others; the sweep retries what is worth retrying.
+    file does not make Lambda retry the others; each `failed` entry says whether another try
+    may help (`retryable`). `in_progress` lists objects another delivery is scoring or that
+    were checkpointed for the sweep. Raises `PoisonEvent` for an event that is not an S3
+    notification at all (S3's own s3:TestEvent is skipped).
     """
-    summary: dict = {"scored": [], "skipped": [], "failed": [], "remaining": []}
+    summary = _new_summary()
+    if not isinstance(event, dict) or not isinstance(event.get("Records"), list) or not event["Records"]:
+        if isinstance(event, dict) and event.get("Event") == "s3:TestEvent":
+            summary["skipped"].append({"key": "", "reason": "s3:TestEvent, sent when the notification was set up"})
+            return summary
+        shape = sorted(event)[:8] if isinstance(event, dict) else type(event).__name__
+        raise PoisonEvent(
+            f"the event has no Records, so it is not an S3 notification (it has {shape}); "
+            "send score_object only s3:ObjectCreated notifications; scheduled runs go to sweep_pending"
+        )
     objects = list(_event_objects(event))
     for i, (record, key, bucket) in enumerate(objects):
         if remaining_ms() < settings.sweep_safety_ms:
@@ -428,14 +701,17 @@ def handle_s3_event(
                 key,
                 lambda: score_s3_object(
                     s3, bucket, key, settings=settings, classifier=classifier,
-                    etag=obj.get("eTag"), size=obj.get("size"), remaining_ms=remaining_ms,
+                    etag=obj.get("eTag"), size=obj.get("size"), remaining_ms=remaining_ms, request_id=request_id,
                 ),
             )
     return summary
 
 
-def sweep_pending(*, s3: Any, settings: Settings, classifier: Any, remaining_ms: RemainingMs) -> dict:
-    """Score every scoreable object under INPUT_PREFIX with no settled manifest for its ETag.
+def sweep_pending(
+    *, s3: Any, settings: Settings, classifier: Any, remaining_ms: RemainingMs, request_id: str | None = None
+) -> dict:
+    """Score every scoreable object under INPUT_PREFIX with no settled manifest for its ETag,
+    going on from checkpoints that runs short of time left.
 
     Stops starting new objects when less than SWEEP_SAFETY_MS is left; `remaining` lists the
     keys of the current listing page not reached, `complete` says whether everything was seen.
@@ -444,7 +720,7 @@ def sweep_pending(*, s3: Any, settings: Settings, classifier: Any, remaining_ms:
         raise SettingsError("BUCKET_NAME is not set: the sweep needs to know which bucket to list")
     bucket = settings.bucket
     # "skipped" (already settled) becomes a count at the end; "ignored" counts keys never eligible.
-    summary: dict = {"scored": [], "skipped": [], "failed": [], "remaining": [], "ignored": 0, "complete": True}
+    summary: dict = {**_new_summary(), "ignored": 0, "complete": True}
     pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=settings.input_prefix)
     for page in pages:
         for obj in page.get("Contents", []):
@@ -460,7 +736,7 @@ def sweep_pending(*, s3: Any, settings: Settings, classifier: Any, remaining_ms:
                     key,
                     lambda: score_s3_object(
                         s3, bucket, key, settings=settings, classifier=classifier,
-                        etag=obj.get("ETag"), size=obj.get("Size"), remaining_ms=remaining_ms,
+                        etag=obj.get("ETag"), size=obj.get("Size"), remaining_ms=remaining_ms, request_id=request_id,
                     ),
                 )
         if not summary["complete"]:

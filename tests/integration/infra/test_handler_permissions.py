@@ -83,11 +83,6 @@ def test_the_role_moto_enforces_refuses_a_write_to_the_inputs(score_object_role)
             client.put_object(Bucket=handlers.EVENT_BUCKET, Key="incoming/overwritten.csv", Body=b"x")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="tweetmood.service.score_s3_object deletes the stale output of a failed file (s3:DeleteObject), "
-    "which the role does not grant; the failed manifest is then never written",
-)
 def test_a_bad_file_gets_its_failed_manifest_under_the_role(score_object_role, load_event):
     s3 = score_object_role
     event = load_event("s3_put")

@@ -35,7 +35,9 @@ def test_the_put_event_scores_its_url_encoded_key_and_writes_result_then_manifes
     assert rows[1]["error"] == "empty_text" and rows[0]["label"] in rows[0]["scores"]
     manifest = json.loads(read(s3, output + ".manifest.json"))
     assert manifest["status"] == "complete" and manifest["source_etag"] == etag
-    assert emitted_metrics(capsys.readouterr().out) == {"RowsScored": 2, "RowsRejected": 1, "FilesFailed": 0}
+    assert emitted_metrics(capsys.readouterr().out) == {
+        "RowsScored": 2, "RowsRejected": 1, "FilesFailed": 0, "FilesInProgress": 0
+    }
 
 
 def test_every_record_of_a_multi_record_event_is_scored(lambda_env, load_event):

@@ -30,6 +30,8 @@ ALLOWED_MANAGED_POLICIES = {
 }
 S3_READS = {"s3:GetObject"}
 S3_WRITES = {"s3:PutObject", "s3:AbortMultipartUpload"}
+# What the functions may read below the output prefix: manifests and claims, never the results.
+CONTROL_SUFFIXES = (".manifest.json", ".claim")
 
 _NO_VALUE = object()
 
@@ -152,7 +154,7 @@ def policy_problems(
 ) -> list[str]:
     """What in `statements` reaches beyond the scoring contract (empty when least privilege holds).
 
-    Reads: below the input prefix, manifests below the output prefix, the model path if set.
+    Reads: below the input prefix, manifests and claims below the output prefix, the model path if set.
     Writes: PutObject/AbortMultipartUpload below the output prefix only. ListBucket: only on the
     bucket with an s3:prefix condition below the input or output prefix. No wildcard action,
     no Delete, no NotAction/NotResource, nothing but sqs:SendMessage to the dead-letter queue.
@@ -182,7 +184,7 @@ def policy_problems(
             elif action in S3_READS:
                 for r in resources:
                     input_read = r.startswith(f"{bucket_arn}/{input_prefix}")
-                    manifest_read = r.startswith(f"{bucket_arn}/{output_prefix}") and r.endswith(".manifest.json")
+                    manifest_read = r.startswith(f"{bucket_arn}/{output_prefix}") and r.endswith(CONTROL_SUFFIXES)
                     model_read = model_path is not None and r == f"arn:aws:s3:::{model_path}*"
                     if not (input_read or manifest_read or model_read):
                         bad.append(f"{action} reads {r}")

@@ -55,10 +55,13 @@ def test_without_a_model_uri_no_statement_reaches_another_bucket(cfn, resolve):
                 assert resource.startswith(f"arn:aws:s3:::{BUCKET}") or resource == "<DeadLetterQueue.Arn>", resource
 
 
-def test_only_the_sweep_may_list_and_only_the_two_prefixes(cfn, resolve):
+def test_the_scorer_lists_only_the_output_prefix_and_the_sweep_only_the_two_prefixes(cfn, resolve):
+    """Both look manifests up by listing (a GetObject of a missing key is a 403 without a listing grant)."""
     score = role_statements(cfn, resolve, function_role(cfn, "ScoreObjectFunction"))
     sweep = role_statements(cfn, resolve, function_role(cfn, "SweepPendingFunction"))
-    assert "s3:ListBucket" not in _actions(score)
+    (listing,) = [st for st in score if st["Action"] == "s3:ListBucket"]
+    assert listing["Resource"] == f"arn:aws:s3:::{BUCKET}"
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": "scored/*"}}
     (listing,) = [st for st in sweep if st["Action"] == "s3:ListBucket"]
     assert listing["Condition"] == {"StringLike": {"s3:prefix": ["incoming/*", "scored/*"]}}
 
@@ -67,11 +70,14 @@ def test_both_functions_can_do_their_job(cfn, resolve):
     """The checker passing an empty policy would prove nothing: the needed grants must be there."""
     for function in FUNCTIONS:
         statements = role_statements(cfn, resolve, function_role(cfn, function))
-        assert {"s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload", "sqs:SendMessage"} <= _actions(statements)
+        assert {"s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload", "s3:ListBucket", "sqs:SendMessage"} <= _actions(
+            statements
+        )
         resources = {r for st in statements for r in (st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]])}
         assert f"arn:aws:s3:::{BUCKET}/incoming/*" in resources
         assert f"arn:aws:s3:::{BUCKET}/scored/*" in resources
         assert f"arn:aws:s3:::{BUCKET}/scored/*.manifest.json" in resources
+        assert f"arn:aws:s3:::{BUCKET}/scored/*.claim" in resources
 
 
 def test_no_standalone_iam_policy_can_bypass_the_role_checks(cfn):
@@ -91,6 +97,10 @@ BAD_STATEMENTS = {
     "a delete on the outputs": {"Action": "s3:DeleteObject", "Resource": f"arn:aws:s3:::{BUCKET}/scored/*"},
     "a read of the whole bucket": {"Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{BUCKET}/*"},
     "a read of the results themselves": {"Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{BUCKET}/scored/*"},
+    "a read of results named like a claim": {"Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{BUCKET}/scored/*.claim*"},
+    "a listing of the whole bucket by prefix": {
+        "Action": "s3:ListBucket", "Resource": f"arn:aws:s3:::{BUCKET}", "Condition": {"StringLike": {"s3:prefix": "*"}},
+    },
     "a read of a sibling prefix": {"Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{BUCKET}/incoming*"},
     "an unconditional listing": {"Action": "s3:ListBucket", "Resource": f"arn:aws:s3:::{BUCKET}"},
     "a bucket-policy change": {"Action": "s3:PutBucketPolicy", "Resource": f"arn:aws:s3:::{BUCKET}"},
