@@ -32,6 +32,8 @@ CLOCK_EVERY = 256
 PART_SIZE = 16 << 20
 # S3's smallest part but the last: a checkpoint uploads what it has buffered once it is this big.
 MIN_PART_SIZE = 5 << 20
+# S3 refuses longer keys; the longest key written for an input is its manifest's.
+S3_MAX_KEY_BYTES = 1024
 
 
 class ObjectGone(Exception):
@@ -75,6 +77,13 @@ def is_scoreable_key(key: str, size: int | None, settings: Settings) -> tuple[bo
         return False, f"{key} is a zero-byte object: there is nothing to score"
     if input_format(key) is None:
         return False, f"{key} is not .txt, .csv or .jsonl (optionally .gz); it was left alone"
+    longest = len(manifest_key_for(output_key_for(key, settings)).encode("utf-8"))
+    if longest > S3_MAX_KEY_BYTES:
+        limit = len(key.encode("utf-8")) - (longest - S3_MAX_KEY_BYTES)
+        return False, (
+            f"{key[:60]}… is too long: its result's manifest key would be {longest} bytes, over S3's "
+            f"{S3_MAX_KEY_BYTES}; rename it to at most {limit} bytes (UTF-8)"
+        )
     return True, ""
 
 
