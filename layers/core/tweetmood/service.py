@@ -666,7 +666,7 @@ def _event_objects(event: dict) -> Iterable[tuple[dict, str, str | None]]:
 
 def handle_s3_event(
     event: dict, *, s3: Any, settings: Settings, classifier: Any, remaining_ms: RemainingMs,
-    request_id: str | None = None,
+    request_id: str | None = None, clock: Callable[[], float] = time.time,
 ) -> dict:
     """Score every object an S3 notification names; returns
     `{"scored", "skipped", "failed", "in_progress", "remaining"}`.
@@ -710,14 +710,16 @@ def handle_s3_event(
                 key,
                 lambda: score_s3_object(
                     s3, bucket, key, settings=settings, classifier=classifier,
-                    etag=obj.get("eTag"), size=obj.get("size"), remaining_ms=remaining_ms, request_id=request_id,
+                    etag=obj.get("eTag"), size=obj.get("size"), remaining_ms=remaining_ms,
+                    request_id=request_id, clock=clock,
                 ),
             )
     return summary
 
 
 def sweep_pending(
-    *, s3: Any, settings: Settings, classifier: Any, remaining_ms: RemainingMs, request_id: str | None = None
+    *, s3: Any, settings: Settings, classifier: Any, remaining_ms: RemainingMs, request_id: str | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> dict:
     """Score every scoreable object under INPUT_PREFIX with no settled manifest for its ETag,
     going on from checkpoints that runs short of time left.
@@ -745,7 +747,8 @@ def sweep_pending(
                     key,
                     lambda: score_s3_object(
                         s3, bucket, key, settings=settings, classifier=classifier,
-                        etag=obj.get("ETag"), size=obj.get("Size"), remaining_ms=remaining_ms, request_id=request_id,
+                        etag=obj.get("ETag"), size=obj.get("Size"), remaining_ms=remaining_ms,
+                        request_id=request_id, clock=clock,
                     ),
                 )
         if not summary["complete"]:
