@@ -517,7 +517,10 @@ class _ClaimedRun:
             return
         try:
             cp = self.checkpoint
-            so_far = OutputManifest(started=cp.started, duration_s=cp.duration_s, invocations=cp.invocations) if cp else OutputManifest()
+            so_far = (
+                OutputManifest(started=cp.started, duration_s=cp.duration_s, invocations=cp.invocations)
+                if cp else OutputManifest()
+            )
             self._release(self._describe(so_far))
         except Exception:
             log.warning("could not release the claim %s; it expires with its lease", self.claim.key, exc_info=True)

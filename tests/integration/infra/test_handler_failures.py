@@ -92,7 +92,9 @@ def test_a_file_another_run_holds_is_left_to_it_without_raising(lambda_env, load
     assert summary["failed"] == summary["scored"] == []
 
 
-def test_the_sweep_retries_a_failing_file_max_attempts_times_then_marks_it_failed_for_good(lambda_env, load_event, monkeypatch):
+def test_the_sweep_retries_a_failing_file_max_attempts_times_then_marks_it_failed_for_good(
+    lambda_env, load_event, monkeypatch
+):
     s3 = lambda_env
     put(s3, "incoming/flaky.txt", b"a tweet\nanother\n")
     monkeypatch.setenv("MAX_ATTEMPTS", "3")

@@ -56,13 +56,13 @@ def test_a_file_needing_three_invocations_ends_in_one_complete_result(s3, tiny_c
     assert checkpoint["rows_done"] == done_1 and checkpoint["source_etag"] == obj[2].strip('"')
     assert len(pending_uploads(s3)) == 1 and pending_uploads(s3)[0]["UploadId"] == checkpoint["upload_id"]
 
-    second = sweep_pending(s3=s3, settings=settings, classifier=tiny_classifier, remaining_ms=Deadline(), request_id="sweep-1")
+    second = sweep_pending(s3=s3, settings=settings, classifier=tiny_classifier, remaining_ms=Deadline())
     (progress,) = second["in_progress"]
     assert done_1 + 2048 - 100 < progress["rows_read"] <= done_1 + 2048 < N
     assert claim_of(s3, output)["checkpoint"]["upload_id"] == checkpoint["upload_id"]  # the same upload goes on
     assert len(claim_of(s3, output)["checkpoint"]["parts"]) > len(checkpoint["parts"])
 
-    third = sweep_pending(s3=s3, settings=settings, classifier=tiny_classifier, remaining_ms=Deadline(), request_id="sweep-2")
+    third = sweep_pending(s3=s3, settings=settings, classifier=tiny_classifier, remaining_ms=Deadline())
     assert [s["rows_read"] for s in third["scored"]] == [N]
 
     manifest = orjson.loads(get(s3, output + ".manifest.json"))

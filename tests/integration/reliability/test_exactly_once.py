@@ -94,7 +94,8 @@ def test_two_concurrent_deliveries_give_one_complete_result_and_the_second_backs
 
     gate.go.set()
     worker.join(30)
-    assert second["scored"] == second["failed"] == [] and "request-A is scoring this version" in second["in_progress"][0]["reason"]
+    assert second["scored"] == second["failed"] == []
+    assert "request-A is scoring this version" in second["in_progress"][0]["reason"]
     assert [s["rows_read"] for s in first["scored"]] == [500]
     rows = jsonl(get(s3, "scored/twice.txt.jsonl"))
     assert [r["line"] for r in rows] == list(range(1, 501))

@@ -58,7 +58,7 @@ def test_a_body_that_breaks_mid_stream_leaves_nothing_and_a_retry_scores_it_all(
 
     (failed,) = summary["failed"]
     assert failed["retryable"] and "ReadTimeoutError" in failed["reason"] and "attempt 1 of 3" in failed["reason"]
-    assert keys_under(s3, "scored/broken.txt.jsonl") == ["scored/broken.txt.jsonl.claim", "scored/broken.txt.jsonl.manifest.json"]
+    assert keys_under(s3, "scored/") == ["scored/broken.txt.jsonl.claim", "scored/broken.txt.jsonl.manifest.json"]
     assert manifest(s3, obj[0]).retryable and pending_uploads(s3) == []
     assert orjson.loads(get(s3, "scored/broken.txt.jsonl.claim"))["state"] == "released"
 
@@ -203,3 +203,23 @@ def test_a_manifest_is_found_by_listing_so_a_403_for_missing_keys_does_no_harm(s
 
     assert [s["rows_read"] for s in summary["scored"]] == [10]
     assert not any(op == "get_object" and kw["Key"].endswith(".manifest.json") for op, kw in aws_like.log)
+
+
+def test_the_output_becomes_visible_whole_before_its_manifest_and_the_claim_is_given_back_last(
+    s3, tiny_classifier, small_parts
+):
+    obj = put(s3, "incoming/order.txt", tweets(N))
+    watched = FaultyS3(s3)
+    visible_during_parts = []
+    watched.before["upload_part"] = lambda kw: visible_during_parts.append(keys_under(s3, "scored/order.txt.jsonl"))
+
+    deliver(watched, obj, tiny_classifier)
+
+    writes = [(op, kw["Key"].removeprefix("scored/order.txt.jsonl")) for op, kw in watched.log
+              if op in ("put_object", "create_multipart_upload", "upload_part", "complete_multipart_upload")]
+    parts = [w for w in writes if w[0] == "upload_part"]
+    assert len(parts) > 3
+    assert writes == [("put_object", ".claim"), ("create_multipart_upload", ""), *parts,
+                      ("complete_multipart_upload", ""), ("put_object", ".manifest.json"), ("put_object", ".claim")]
+    assert all(seen == ["scored/order.txt.jsonl.claim"] for seen in visible_during_parts)  # nothing half-done shows
+    assert_full_result(s3, obj[0], N, obj[2])

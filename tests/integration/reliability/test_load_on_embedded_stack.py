@@ -43,7 +43,8 @@ def atomic_conditional_puts(monkeypatch):
 
 def container(function: str):
     """functions/<function>/app.py as a fresh module: what one Lambda container holds."""
-    spec = importlib.util.spec_from_file_location(f"load_{function}_{threading.get_ident()}", REPO / "functions" / function / "app.py")
+    name = f"load_{function}_{threading.get_ident()}"
+    spec = importlib.util.spec_from_file_location(name, REPO / "functions" / function / "app.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     # Powertools keeps one metric set per process; a container never runs two invocations at once, so each gets its own.
