@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import functools
 
-import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.metrics import MetricUnit
 
-from tweetmood.model_store import load_classifier
+from tweetmood.lambda_support import add_summary_metrics, build_dependencies
 from tweetmood.service import handle_s3_event
-from tweetmood.settings import Settings
 
 logger = Logger()
 metrics = Metrics()
@@ -24,9 +21,8 @@ class FilesNotScored(RuntimeError):
 
 @functools.cache
 def _dependencies():
-    """The S3 client, settings and classifier: built on the first invocation, reused while the container is warm."""
-    settings = Settings.from_env()
-    return boto3.client("s3"), settings, load_classifier(settings)
+    """Built on the first invocation, reused while the container is warm."""
+    return build_dependencies()
 
 
 @logger.inject_lambda_context
@@ -38,11 +34,7 @@ def handler(event: dict, context) -> dict:
         event, s3=s3, settings=settings, classifier=classifier,
         remaining_ms=context.get_remaining_time_in_millis, request_id=context.aws_request_id,
     )
-    metrics.add_metric(name="RowsScored", unit=MetricUnit.Count, value=sum(f["rows_scored"] for f in summary["scored"]))
-    rejected = sum(f.get("rows_rejected", 0) for f in summary["scored"] + summary["failed"])
-    metrics.add_metric(name="RowsRejected", unit=MetricUnit.Count, value=rejected)
-    metrics.add_metric(name="FilesFailed", unit=MetricUnit.Count, value=len(summary["failed"]))
-    metrics.add_metric(name="FilesInProgress", unit=MetricUnit.Count, value=len(summary["in_progress"]))
+    add_summary_metrics(metrics, summary)
     # A bad file is settled by its failed manifest; only failures another try may fix are worth a retry.
     # Files in progress are someone else's (a concurrent delivery) or the sweep's (a checkpoint).
     unsettled = [f"{k}: not reached before the timeout" for k in summary["remaining"]]
