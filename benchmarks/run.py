@@ -11,6 +11,7 @@ import os
 import platform
 import random
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -321,6 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     chart(rows, args.docs / "benchmarks.png")
     (args.docs / "benchmarks.md").write_text(render(result))
     print(f"wrote {args.docs / 'benchmarks.md'}, benchmarks.json, benchmarks.png")
+    shutil.rmtree(workdir, ignore_errors=True)  # the generated file and its results: hundreds of MB at 1M lines
     return 0
 
 
