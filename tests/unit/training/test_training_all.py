@@ -1,0 +1,36 @@
+"""`python -m training all` runs the whole job end to end on a tiny data set with a tiny base model."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def _write(path, examples) -> None:
+    path.write_text("".join(f"{e.text};{e.label}\n" for e in examples), encoding="utf-8")
+
+
+def test_one_command_trains_all_three_models_gates_and_reports(tmp_path, tiny_splits, tiny_checkpoint):
+    from training.__main__ import main
+
+    data = tmp_path / "data"
+    data.mkdir()
+    _write(data / "train.txt", tiny_splits.train)
+    _write(data / "test.txt", tiny_splits.test)
+    out, docs = tmp_path / "run", tmp_path / "training.md"
+
+    code = main(["all", "--data-dir", str(data), "--output-dir", str(out), "--docs", str(docs),
+                 "--base-model", str(tiny_checkpoint), "--epochs", "2", "--lr", "1e-3", "--batch-size", "16",
+                 "--progress", "false"])
+
+    assert code == 0
+    rows = json.loads((out / "results.json").read_text())
+    assert len(rows) == 4 and all(r["accuracy"] is not None for r in rows)
+    int8 = out / "serving-int8"
+    meta = json.loads((int8 / "model.json").read_text())
+    assert meta["labels"] == tiny_splits.labels and meta["execution"] == "per-row"
+    assert json.loads((int8 / "metrics.json").read_text())["parity"]["passed"]
+    assert "BiLSTM" in docs.read_text()
