@@ -125,14 +125,17 @@ def end_to_end(model_dir: Path, test_texts: list[str], lines: int, threads: int,
     info = raw_million_file(src, test_texts, lines)
     out = workdir / f"tweets-{lines}.jsonl"
     env = dict(os.environ, ORT_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     t = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "tweetmood.cli", "score", str(src), "--output", str(out),
-                           "--model", str(model_dir)], env=env, capture_output=True, text=True, cwd=ROOT)
-    wall = time.perf_counter() - t
-    if proc.returncode != 0:
-        raise RuntimeError(f"tweetmood score failed:\n{proc.stderr[-3000:]}")
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    with open(workdir / "score.log", "w+") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "tweetmood.cli", "score", str(src), "--output", str(out),
+                                 "--model", str(model_dir)], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        # wait4 gives this child's own peak RSS (RUSAGE_CHILDREN would be the largest of all children so far).
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t
+        if os.waitstatus_to_exitcode(status) != 0:
+            log.seek(0)
+            raise RuntimeError(f"tweetmood score failed:\n{log.read()[-3000:]}")
+    peak = usage.ru_maxrss
     manifest = json.loads(Path(str(out) + ".manifest.json").read_text())
     with open(out, "rb") as fh:
         out_rows = sum(1 for _ in fh)
@@ -145,7 +148,7 @@ def end_to_end(model_dir: Path, test_texts: list[str], lines: int, threads: int,
         "rows_rejected": manifest["rows_rejected"],
         "output_rows": out_rows,
         "tweets_per_s": round(manifest["rows_scored"] / wall, 1),
-        "peak_rss_mb": round(max(peak, before) / 1024, 1),
+        "peak_rss_mb": round(peak / 1024, 1),
         "model_s": manifest.get("model_s"),
         "duration_s": manifest["duration_s"],
         "outside_model_share": round(1 - manifest.get("model_s", 0) / manifest["duration_s"], 3),

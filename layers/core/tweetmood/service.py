@@ -175,6 +175,7 @@ def _score_rows(
     on_row: Callable[[Progress], None] | None,
 ) -> tuple[OutputManifest, _Stop]:
     started, t0 = utc_now(), time.perf_counter()
+    model_s0 = getattr(classifier, "model_seconds", 0.0)
     progress = start.copy() if start else Progress()
     already_scored = sum(progress.labels.values())
     stop = _Stop()
@@ -216,6 +217,7 @@ def _score_rows(
         finished=utc_now(),
         duration_s=round(duration, 3),
         tweets_per_s=round((scored - already_scored) / duration, 1) if duration > 0 else 0.0,
+        model_s=round(getattr(classifier, "model_seconds", 0.0) - model_s0, 3),
         status=FAILED if stop.error else COMPLETE,
         reason=stop.error.reason if stop.error else None,
         retryable=stop.retryable,

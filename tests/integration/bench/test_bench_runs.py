@@ -22,5 +22,7 @@ def test_the_benchmark_writes_its_report_chart_and_json_on_a_tiny_input(tmp_path
     result = json.loads((tmp_path / "benchmarks.json").read_text())
     e2e = result["end_to_end"]
     assert e2e["rows_read"] == e2e["rows_scored"] + e2e["rows_rejected"] == e2e["output_rows"] == 300
+    assert 0 < e2e["model_s"] <= e2e["duration_s"] and 0 <= e2e["outside_model_share"] < 1
+    assert 0 < e2e["peak_rss_mb"] < 1000
     assert (tmp_path / "benchmarks.png").stat().st_size > 0
     assert "End to end" in (tmp_path / "benchmarks.md").read_text()
