@@ -398,6 +398,11 @@ def render(r: dict) -> str:
     ]
     for row in r["lambda_curve"]:
         lines.append(f"| {row['memory_mb']} | {row['vcpu']} | {row['tweets_per_s']} | {row['seconds_per_million']} | {row['usd_per_million']} |")
+    cheapest = min(r["lambda_curve"], key=lambda row: (row["usd_per_million"], -row["tweets_per_s"]))
+    lines += ["", f"Cheapest per tweet: {cheapest['memory_mb']} MB (${cheapest['usd_per_million']} per million tweets; the "
+              "smallest sizes cost the same per tweet but take longer per file). The template's `MemorySize` default is "
+              "1769 MB, one full vCPU: the fastest size at the lowest cost per tweet, since the second vCPU adds less "
+              "throughput than it adds price."]
     lines += ["", f"Amazon Comprehend custom classification: {r['prices']['comprehend_per_million']} per million texts.", "",
               "![accuracy against tweets/s](benchmarks.png)", "",
               "Reproduce: `make bench` (writes this file, benchmarks.json and benchmarks.png).", ""]
