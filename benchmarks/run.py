@@ -10,7 +10,6 @@ import json
 import os
 import platform
 import random
-import resource
 import shutil
 import subprocess
 import sys
@@ -125,17 +124,19 @@ def end_to_end(model_dir: Path, test_texts: list[str], lines: int, threads: int,
     info = raw_million_file(src, test_texts, lines)
     out = workdir / f"tweets-{lines}.jsonl"
     env = dict(os.environ, ORT_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
+    rss_file = workdir / "score.peak_rss_mb"
+    # The CLI exactly as a user runs it, reporting its own peak RSS when it exits (see measure.peak_rss_mb).
+    code = ("import atexit, runpy, sys; from benchmarks.measure import peak_rss_mb; "
+            f"atexit.register(lambda: open({str(rss_file)!r}, 'w').write(str(peak_rss_mb()))); "
+            f"sys.argv = ['tweetmood', 'score', {str(src)!r}, '--output', {str(out)!r}, '--model', {str(model_dir)!r}]; "
+            "runpy.run_module('tweetmood.cli', run_name='__main__')")
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "layers" / "core"), env.get("PYTHONPATH", "")])
     t = time.perf_counter()
-    with open(workdir / "score.log", "w+") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "tweetmood.cli", "score", str(src), "--output", str(out),
-                                 "--model", str(model_dir)], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-        # wait4 gives this child's own peak RSS (RUSAGE_CHILDREN would be the largest of all children so far).
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - t
-        if os.waitstatus_to_exitcode(status) != 0:
-            log.seek(0)
-            raise RuntimeError(f"tweetmood score failed:\n{log.read()[-3000:]}")
-    peak = usage.ru_maxrss
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=ROOT)
+    wall = time.perf_counter() - t
+    if proc.returncode != 0:
+        raise RuntimeError(f"tweetmood score failed:\n{proc.stderr[-3000:]}")
+    peak_mb = float(rss_file.read_text())
     manifest = json.loads(Path(str(out) + ".manifest.json").read_text())
     with open(out, "rb") as fh:
         out_rows = sum(1 for _ in fh)
@@ -148,7 +149,7 @@ def end_to_end(model_dir: Path, test_texts: list[str], lines: int, threads: int,
         "rows_rejected": manifest["rows_rejected"],
         "output_rows": out_rows,
         "tweets_per_s": round(manifest["rows_scored"] / wall, 1),
-        "peak_rss_mb": round(peak / 1024, 1),
+        "peak_rss_mb": round(peak_mb, 1),
         "model_s": manifest.get("model_s"),
         "duration_s": manifest["duration_s"],
         "outside_model_share": round(1 - manifest.get("model_s", 0) / manifest["duration_s"], 3),
