@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import platform
-import time
 from pathlib import Path
 from typing import Sequence
 
@@ -43,12 +42,9 @@ def predict_labels(classifier: Classifier, texts: Sequence[str], batch_size: int
 
 def measure_tweets_per_second(model_dir: str | Path, texts: Sequence[str], batch_size: int = 64) -> float:
     """CPU tweets/s of the served model with one onnxruntime thread, normalization and tokenization included."""
-    classifier = Classifier.from_dir(model_dir, threads=1)
-    classifier.predict_proba(list(texts[:batch_size]))
-    start = time.perf_counter()
-    for i in range(0, len(texts), batch_size):
-        classifier.predict_proba(list(texts[i : i + batch_size]))
-    return len(texts) / (time.perf_counter() - start)
+    from training.export import tweets_per_second
+
+    return tweets_per_second(Classifier.from_dir(model_dir, threads=1), texts, batch_size)
 
 
 def evaluate_model_dir(model_dir: str | Path, test: Sequence[Example], raw_test: Sequence[Example] | None = None,
