@@ -107,6 +107,12 @@ class TransformerArgs:
     """Layer-wise learning-rate decay: layer k from the top gets lr * llrd**k, embeddings the lowest (1.0 = off)."""
     max_grad_norm: float = 1.0
     """Gradient clipping norm."""
+    teachers: str = ""
+    """Comma-separated fine-tuned checkpoints whose averaged probabilities the model also learns (distillation; "" = off)."""
+    distill_alpha: float = 0.7
+    """With teachers: loss = alpha * distillation loss + (1 - alpha) * label cross-entropy."""
+    distill_temperature: float = 2.0
+    """With teachers: softmax temperature of teachers and student in the distillation loss."""
     raw_test_seed: int = RAW_TEST_SEED
     """Seed of rawify for the raw test set (7 = the same file `python -m training.rawify` writes by default)."""
     progress: bool = True
@@ -332,6 +338,15 @@ def train_transformer(args: TransformerArgs, splits: Splits) -> TransformerResul
     y_val, y_test = splits.label_ids(splits.val), splits.label_ids(splits.test)
     val_ids = encode(tokenizer, [preprocess(e.text) for e in splits.val], args.max_length)
 
+    soft_targets = None
+    if args.teachers:
+        from training.distill import distillation_loss, ensemble_probs, parse_teachers
+
+        soft_targets = torch.from_numpy(ensemble_probs(
+            parse_teachers(args.teachers), [e.text for e in train], labels, temperature=args.distill_temperature,
+            device=device, max_length=args.max_length, cache_dir=Path(args.output_dir) / "teacher-cache")).to(device)
+    y_train_t = torch.tensor(y_train, dtype=torch.long, device=device)
+
     weights = class_weights(y_train, len(labels), args.class_weights)
     weights = weights.to(device) if weights is not None else None
     steps_per_epoch = math.ceil(len(train) / args.batch_size)
@@ -372,7 +387,8 @@ def train_transformer(args: TransformerArgs, splits: Splits) -> TransformerResul
         texts = [rawify(e.text, augment_rng) if augment_rng.random() < args.augment_prob else e.text for e in train]
         train_ids = encode(tokenizer, [preprocess(t) for t in texts], args.max_length)
         loader = torch.utils.data.DataLoader(
-            list(zip(train_ids, y_train)), batch_size=args.batch_size, shuffle=True, generator=loader_gen,
+            # The label slot carries each example's index; labels and soft targets are looked up by it.
+            list(zip(train_ids, range(len(train)))), batch_size=args.batch_size, shuffle=True, generator=loader_gen,
             num_workers=args.num_workers,
             collate_fn=partial(collate, pad_id=pad_id, with_token_types=with_token_types))
         model.train()
@@ -380,10 +396,14 @@ def train_transformer(args: TransformerArgs, splits: Splits) -> TransformerResul
         bar = _progress(loader, args.progress, f"epoch {epoch}/{args.epochs}")
         for batch in bar:
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-            y = batch.pop("labels")
+            index = batch.pop("labels")
+            y = y_train_t[index]
             with _autocast(device, bf16):
                 logits = model(**batch).logits
             loss = F.cross_entropy(logits.float(), y, weight=weights, label_smoothing=args.label_smoothing)
+            if soft_targets is not None:
+                kd = distillation_loss(logits, soft_targets[index], args.distill_temperature)
+                loss = args.distill_alpha * kd + (1 - args.distill_alpha) * loss
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)

@@ -1,0 +1,88 @@
+"""Distillation: a student learns an ensemble's averaged probabilities, each teacher reading text its own way."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from conftest import LABELS, build_tiny_checkpoint  # noqa: E402
+from training.distill import distillation_loss, ensemble_probs, parse_teachers, teacher_logits  # noqa: E402
+from training.transformer import TransformerArgs, train_transformer  # noqa: E402
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture(scope="module")
+def teachers(tiny_splits, tmp_path_factory):
+    """Two trained tiny BERTs; the second says it was trained without stop words."""
+    root = tmp_path_factory.mktemp("teachers")
+    a = build_tiny_checkpoint(root / "a", tiny_splits, seed=1, steps=40)
+    b = build_tiny_checkpoint(root / "b", tiny_splits, seed=2, steps=40)
+    meta = json.loads((b / "tweetmood_training.json").read_text())
+    (b / "tweetmood_training.json").write_text(json.dumps({**meta, "preprocess": "stopwords"}))
+    return [a, b]
+
+
+def test_the_ensemble_target_is_the_mean_of_each_teachers_probabilities(teachers, tiny_splits, tmp_path):
+    texts = [e.text for e in tiny_splits.val]
+    device = torch.device("cpu")
+    each = [ensemble_probs([t], texts, LABELS, device=device) for t in teachers]
+    both = ensemble_probs(teachers, texts, LABELS, device=device, cache_dir=tmp_path)
+
+    assert both.shape == (len(texts), 6)
+    np.testing.assert_allclose(both.sum(axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(both, (each[0] + each[1]) / 2, atol=1e-6)
+    assert not np.allclose(each[0], each[1])
+
+
+def test_each_teacher_reads_text_with_the_preprocessing_it_was_trained_with(teachers, tiny_splits):
+    meta = json.loads((teachers[1] / "tweetmood_training.json").read_text())
+    assert meta["preprocess"] == "stopwords"
+    device = torch.device("cpu")
+    # "the" and "and" are English stop words: the stop-word teacher sees the same text with or without them.
+    assert np.allclose(teacher_logits(teachers[1], ["i feel happy"], LABELS, device=device),
+                       teacher_logits(teachers[1], ["the i feel happy and"], LABELS, device=device), atol=1e-6)
+    assert not np.allclose(teacher_logits(teachers[0], ["i feel happy"], LABELS, device=device),
+                           teacher_logits(teachers[0], ["the i feel happy and"], LABELS, device=device), atol=1e-6)
+
+
+def test_teacher_logits_are_cached_by_checkpoint_and_texts(teachers, tmp_path):
+    device = torch.device("cpu")
+    first = teacher_logits(teachers[0], ["i feel sad", "so happy"], LABELS, device=device, cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("*.npy"))) == 1
+    again = teacher_logits(teachers[0], ["i feel sad", "so happy"], LABELS, device=device, cache_dir=tmp_path)
+    np.testing.assert_array_equal(first, again)
+    teacher_logits(teachers[0], ["i feel mad"], LABELS, device=device, cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("*.npy"))) == 2
+
+
+def test_the_distillation_loss_is_zero_when_the_student_matches_the_teacher_and_grows_as_it_departs():
+    logits = torch.tensor([[2.0, 0.5, -1.0], [0.0, 1.0, 3.0]])
+    target = torch.softmax(logits / 2.0, dim=-1)
+    assert distillation_loss(logits, target, 2.0).item() == pytest.approx(0.0, abs=1e-6)
+    assert distillation_loss(logits.flip(-1), target, 2.0).item() > 0.1
+
+
+def test_a_student_trains_on_labels_and_the_teachers_soft_targets(teachers, tiny_splits, tmp_path):
+    base = build_tiny_checkpoint(tmp_path / "base", tiny_splits, seed=3, steps=0)
+    spec = ",".join(str(t) for t in teachers)
+    args = TransformerArgs(base_model=str(base), output_dir=str(tmp_path / "student"), lr=3e-3, epochs=2,
+                           batch_size=16, patience=0, device="cpu", cpu_threads=1, progress=False, teachers=spec,
+                           distill_alpha=0.7)
+    result = train_transformer(args, tiny_splits)
+
+    metrics = json.loads(result.metrics_path.read_text())
+    assert metrics["args"]["teachers"] == spec and metrics["args"]["distill_alpha"] == 0.7
+    assert list((tmp_path / "student" / "teacher-cache").glob("*.npy"))
+    losses = [h["train_loss"] for h in result.history]
+    assert losses[-1] < losses[0]
+
+
+def test_a_teacher_that_is_not_a_checkpoint_is_refused_with_what_to_pass(tmp_path):
+    with pytest.raises(FileNotFoundError, match="checkpoint directories"):
+        parse_teachers(f"{tmp_path},")
