@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import shutil
@@ -17,6 +18,8 @@ import numpy as np
 from tweetmood.classifier import Classifier, sha256_file
 from tweetmood.encoders import WordPieceEncoder
 from tweetmood.normalize import NORMALIZATION_VERSION, normalize_tweet
+
+log = logging.getLogger(__name__)
 
 # The exporter imports transformers, which would otherwise import TensorFlow too (seconds, and a second framework).
 os.environ.setdefault("USE_TF", "0")
@@ -449,9 +452,29 @@ def export_serving_model(checkpoint_dir: str | Path, work_dir: str | Path, out_d
     if quantization == "fp32":
         graph = fp32_graph
     else:
-        graph = quantize(plain_export(work_dir), work_dir / f"model-{quantization}.onnx", quantization, calibration_texts,
-                         Path(checkpoint_dir) / "tokenizer.json", max_length)
+        graph = quantize(quantization_source(checkpoint_dir, work_dir), work_dir / f"model-{quantization}.onnx",
+                         quantization, calibration_texts, Path(checkpoint_dir) / "tokenizer.json", max_length)
     return write_serving_dir(graph, checkpoint_dir, out_dir, labels, max_length, name, quantization, base_model, card)
+
+
+def quantization_source(checkpoint_dir: str | Path, work_dir: str | Path) -> Path:
+    """The float32 graph to quantize: for BERT-style classifiers the graph that computes the last layer for [CLS]
+    only (`training.cls_graph`, the same function with less work), once its logits match the plain export within
+    1e-4; otherwise the plain export."""
+    from training.cls_graph import export_cls_only
+
+    work_dir = Path(work_dir)
+    plain = plain_export(work_dir)
+    cls_only = export_cls_only(checkpoint_dir, work_dir / "model-cls-only.onnx")
+    if cls_only is None:
+        log.info("%s: not a BERT-style classifier with a pooler; quantizing the full graph", checkpoint_dir)
+        return plain
+    feeds = _graph_feeds(plain, Path(checkpoint_dir) / "tokenizer.json", _default_check_texts(), 128)
+    diff = float(np.abs(run_graph(plain, feeds) - run_graph(cls_only, feeds)).max())
+    if diff > OPTIMIZED_ATOL:
+        raise ExportError(f"{cls_only}: the CLS-only graph's logits differ from the export by {diff:.2e} "
+                          f"(> {OPTIMIZED_ATOL}); report it as a bug in training/cls_graph.py")
+    return cls_only
 
 
 def tweets_per_second(classifier: Classifier, texts: Sequence[str], batch_size: int = 64) -> float:
