@@ -119,6 +119,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--limit", type=int, default=0, help="score only the first N test tweets")
+    p.add_argument("--file-order", action="store_true",
+                   help="batches in file order, as a plain pipeline call makes them (default: length-sorted)")
     args = p.parse_args(argv)
 
     texts, gold = _read_test(args.test)
@@ -130,7 +132,8 @@ def main(argv: list[str] | None = None) -> None:
     cold_start_s = time.time() - T0
 
     # Length-sorted batches where the path sorts (dynamic padding); the original pads to 100 anyway.
-    order = np.argsort([len(t) for t in texts], kind="stable") if lengths else np.arange(len(texts))
+    sort = lengths and not args.file_order
+    order = np.argsort([len(t) for t in texts], kind="stable") if sort else np.arange(len(texts))
     _timed(predict, texts[: args.batch_size * 2], args.batch_size, np.arange(min(len(texts), args.batch_size * 2)))
     probs, latencies, total = _timed(predict, texts, args.batch_size, order)
     accuracy = None

@@ -296,7 +296,7 @@ def _serving_tokenizer(checkpoint_dir: Path, max_length: int):
 
 def write_serving_dir(onnx_path: str | Path, checkpoint_dir: str | Path, out_dir: str | Path, labels: Sequence[str],
                       max_length: int, name: str, quantization: str, base_model: str | None = None,
-                      card: dict | None = None) -> Path:
+                      card: dict | None = None, graph: str = "full") -> Path:
     """A model directory as docs/architecture.md defines it: model.onnx, tokenizer.json, model.json, README.md."""
     onnx_path, checkpoint_dir, out_dir = Path(onnx_path), Path(checkpoint_dir), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -320,6 +320,8 @@ def write_serving_dir(onnx_path: str | Path, checkpoint_dir: str | Path, out_dir
         # Dynamic int8 computes activation scales per call: scoring one tweet per call keeps a
         # tweet's scores independent of its neighbours, at the same fast int8 kernels.
         "execution": "per-row" if quantization.startswith("int8-dynamic") else "batched",
+        # "cls-only-last-layer": the last encoder layer is computed for the [CLS] position only (training.cls_graph).
+        "graph": graph,
         "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "base_model": base_model or "unknown",
     }
@@ -445,36 +447,45 @@ def check_parity(torch_checkpoint: str | Path, serving_dir: str | Path, texts: S
 def export_serving_model(checkpoint_dir: str | Path, work_dir: str | Path, out_dir: str | Path, labels: Sequence[str],
                          max_length: int, name: str, quantization: str = DEFAULT_QUANTIZATION,
                          calibration_texts: Sequence[str] = (), base_model: str | None = None, card: dict | None = None,
-                         fp32_graph: Path | None = None) -> Path:
-    """Checkpoint -> serving directory with `quantization`; `fp32_graph` reuses an earlier `export_onnx` in `work_dir`."""
+                         fp32_graph: Path | None = None, cls_only: bool = True) -> Path:
+    """Checkpoint -> serving directory with `quantization`; `fp32_graph` reuses an earlier `export_onnx` in `work_dir`;
+    `cls_only=False` quantizes the full graph even where the CLS-only one applies (for measuring what it buys)."""
     work_dir = Path(work_dir)
     fp32_graph = fp32_graph or export_onnx(checkpoint_dir, work_dir)
     if quantization == "fp32":
-        graph = fp32_graph
+        graph, source = fp32_graph, "full"
     else:
-        graph = quantize(quantization_source(checkpoint_dir, work_dir), work_dir / f"model-{quantization}.onnx",
-                         quantization, calibration_texts, Path(checkpoint_dir) / "tokenizer.json", max_length)
-    return write_serving_dir(graph, checkpoint_dir, out_dir, labels, max_length, name, quantization, base_model, card)
+        source_path = quantization_source(checkpoint_dir, work_dir, cls_only)
+        source = "cls-only-last-layer" if source_path.name == CLS_ONLY_GRAPH else "full"
+        graph = quantize(source_path, work_dir / f"model-{quantization}-{source}.onnx", quantization, calibration_texts,
+                         Path(checkpoint_dir) / "tokenizer.json", max_length)
+    return write_serving_dir(graph, checkpoint_dir, out_dir, labels, max_length, name, quantization, base_model, card,
+                             graph=source)
 
 
-def quantization_source(checkpoint_dir: str | Path, work_dir: str | Path) -> Path:
+CLS_ONLY_GRAPH = "model-cls-only.onnx"
+
+
+def quantization_source(checkpoint_dir: str | Path, work_dir: str | Path, cls_only: bool = True) -> Path:
     """The float32 graph to quantize: for BERT-style classifiers the graph that computes the last layer for [CLS]
     only (`training.cls_graph`, the same function with less work), once its logits match the plain export within
-    1e-4; otherwise the plain export."""
+    1e-4; otherwise (or with cls_only=False) the plain export."""
     from training.cls_graph import export_cls_only
 
     work_dir = Path(work_dir)
     plain = plain_export(work_dir)
-    cls_only = export_cls_only(checkpoint_dir, work_dir / "model-cls-only.onnx")
-    if cls_only is None:
+    if not cls_only:
+        return plain
+    cls_only_path = export_cls_only(checkpoint_dir, work_dir / CLS_ONLY_GRAPH)
+    if cls_only_path is None:
         log.info("%s: not a BERT-style classifier with a pooler; quantizing the full graph", checkpoint_dir)
         return plain
     feeds = _graph_feeds(plain, Path(checkpoint_dir) / "tokenizer.json", _default_check_texts(), 128)
-    diff = float(np.abs(run_graph(plain, feeds) - run_graph(cls_only, feeds)).max())
+    diff = float(np.abs(run_graph(plain, feeds) - run_graph(cls_only_path, feeds)).max())
     if diff > OPTIMIZED_ATOL:
-        raise ExportError(f"{cls_only}: the CLS-only graph's logits differ from the export by {diff:.2e} "
+        raise ExportError(f"{cls_only_path}: the CLS-only graph's logits differ from the export by {diff:.2e} "
                           f"(> {OPTIMIZED_ATOL}); report it as a bug in training/cls_graph.py")
-    return cls_only
+    return cls_only_path
 
 
 def tweets_per_second(classifier: Classifier, texts: Sequence[str], batch_size: int = 64) -> float:
