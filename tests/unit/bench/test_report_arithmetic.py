@@ -39,7 +39,8 @@ def test_the_report_states_what_each_step_bought_from_the_rows_of_one_run():
                        "output_rows": 10, "outside_model_share": 0.1},
         "compute": {"mean_tokens": 22.2, "gflop_per_tweet": 0.41, "gflop_per_tweet_full_graph": 0.476,
                     "achieved_gflops_1thread": 120.0, "fp32_gemm_peak_gflops_1thread": 99.0,
-                    "runtime_ops": {"DynamicQuantizeMatMul": 20}},
+                    "runtime_ops": {"DynamicQuantizeMatMul": 20}, "int8_gemm_peak_gops_1thread": 350.0,
+                    "ceiling_tweets_per_s_1thread": 850.0},
         "lambda_curve": [{"memory_mb": 1769, "vcpu": 1.0, "tweets_per_s": 300, "seconds_per_million": 3333,
                           "usd_per_million": 0.1}],
         "prices": {"lambda_x86_usd_per_gb_s": 0.0000166667, "lambda_usd_per_million_requests": 0.2,
@@ -49,4 +50,5 @@ def test_the_report_states_what_each_step_bought_from_the_rows_of_one_run():
     assert "Length-sorted batches for the PyTorch pipeline (less padding) instead of file order: 2.00× (50 → 100" in text
     assert "Last layer for [CLS] only" in text and "1.25× (240 → 300 tweets/s)" in text
     assert "DynamicQuantizeMatMul ×20" in text
+    assert "34% of the int8 peak" in text and "could not pass 850.0 tweets/s on one thread, 8.5× (b)" in text
     assert "\n\n\n" not in text.split("## What each step bought")[1].split("## End to end")[0]
