@@ -90,7 +90,8 @@ def _checkpoint_settings(checkpoint: Path, labels: list[str]) -> tuple[list[str]
         raise ExportError(f"{path}: the model was trained with preprocess={info['preprocess']!r}, but serving applies "
                           "only tweet-v1 normalization; retrain with --preprocess normalize")
     config = json.loads((checkpoint / "config.json").read_text()) if (checkpoint / "config.json").is_file() else {}
-    return list(info.get("labels") or labels), int(info.get("max_length", 64)), describe_base(config.get("_name_or_path"))
+    base = config.get("_name_or_path") or _run_metrics(checkpoint).get("args", {}).get("base_model")
+    return list(info.get("labels") or labels), int(info.get("max_length", 64)), describe_base(base)
 
 
 def describe_base(name: str | None) -> str | None:

@@ -401,12 +401,8 @@ def torch_logits(checkpoint_dir: str | Path, texts: Sequence[str], max_length: i
 
 
 def serving_logits(classifier: Classifier, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-    """Logits of a serving directory through the serving encoder and session."""
-    output = classifier.meta.get("output", {}).get("name") or classifier.session.get_outputs()[0].name
-    out = []
-    for i in range(0, len(texts), batch_size):
-        feeds = classifier.encoder(classifier.prepare(texts[i : i + batch_size]))
-        out.append(np.asarray(classifier.session.run([output], feeds)[0], dtype=np.float32))
+    """Logits of a serving directory exactly as serving computes them (its encoder, session and `execution`)."""
+    out = [classifier.outputs(list(texts[i: i + batch_size])) for i in range(0, len(texts), batch_size)]
     return np.concatenate(out) if out else np.zeros((0, len(classifier.labels)), dtype=np.float32)
 
 

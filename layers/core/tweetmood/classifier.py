@@ -120,8 +120,9 @@ class Classifier:
         """Apply the model's normalization (the same function training used)."""
         return [normalize_tweet(t) for t in texts] if self._normalize else list(texts)
 
-    def predict_proba(self, texts: Sequence[str], prepared: bool = False) -> np.ndarray:
-        """Probabilities, shape `[len(texts), len(labels)]`, float32, rows summing to 1."""
+    def outputs(self, texts: Sequence[str], prepared: bool = False) -> np.ndarray:
+        """The graph's output (logits or probabilities, as model.json says) for `texts`, computed the way the model
+        is served (`execution`: one tweet per call or batched), shape `[len(texts), len(labels)]`, float32."""
         if not texts:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
         texts = texts if prepared else self.prepare(texts)
@@ -137,7 +138,12 @@ class Classifier:
             started = time.perf_counter()
             out = np.asarray(self.session.run([self._output_name], feeds)[0], dtype=np.float32)
             self.model_seconds += time.perf_counter() - started
-        if self._output_kind == "probabilities":
+        return out
+
+    def predict_proba(self, texts: Sequence[str], prepared: bool = False) -> np.ndarray:
+        """Probabilities, shape `[len(texts), len(labels)]`, float32, rows summing to 1."""
+        out = self.outputs(texts, prepared)
+        if self._output_kind == "probabilities" or not len(out):
             return out
         out = out - out.max(axis=1, keepdims=True)
         np.exp(out, out=out)

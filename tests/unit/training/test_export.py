@@ -10,7 +10,7 @@ import onnx
 import pytest
 
 from training.export import (DEFAULT_QUANTIZATION, ParityError, _graph_feeds, _quantize_embeddings, batch_independence,
-                             check_parity, op_counts, plain_export, quantize, run_graph, torch_logits)
+                             check_parity, op_counts, plain_export, quantize, run_graph, serving_logits, torch_logits)
 from tweetmood.classifier import Classifier, sha256_file
 
 from conftest import LABELS, build_tiny_checkpoint
@@ -99,6 +99,14 @@ def test_the_default_quantization_scores_a_tweet_the_same_alone_or_in_any_batch(
     classifier = Classifier.from_dir(tiny_serving(DEFAULT_QUANTIZATION), threads=1)
     texts = [e.text for e in tiny_splits.test] + RAW_TWEETS
     assert batch_independence(classifier, texts, batch_size=64) <= 1e-4
+
+
+def test_the_parity_gate_scores_the_model_the_way_serving_runs_it(tiny_serving, tiny_splits):
+    """A per-row model is gated on one-tweet calls, not on batches it is never served in."""
+    classifier = Classifier.from_dir(tiny_serving(DEFAULT_QUANTIZATION), threads=1)
+    texts = [e.text for e in tiny_splits.test]
+    one_by_one = np.concatenate([classifier.outputs([t]) for t in texts])
+    np.testing.assert_array_equal(serving_logits(classifier, texts, batch_size=64), one_by_one)
 
 
 def test_the_parity_gate_passes_the_int8_model_and_records_it(tiny_checkpoint, tiny_serving, tiny_splits):
