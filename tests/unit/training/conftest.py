@@ -36,7 +36,7 @@ def tiny_splits() -> Splits:
     return Splits(train=make_examples(240, 1), val=make_examples(24, 2), test=make_examples(120, 3), labels=LABELS)
 
 
-def _save_tokenizer(directory) -> int:
+def save_tokenizer(directory) -> int:
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
@@ -60,7 +60,7 @@ def build_tiny_checkpoint(directory, splits: Splits, seed: int = 0, steps: int =
     import torch
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
-    vocab_size = _save_tokenizer(directory)
+    vocab_size = save_tokenizer(directory)
     torch.manual_seed(seed)
     config = BertConfig(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                         intermediate_size=64, max_position_embeddings=64, num_labels=len(splits.labels),

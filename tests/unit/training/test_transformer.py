@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import random
 
 import pytest
 
@@ -16,8 +15,9 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 tokenizers = pytest.importorskip("tokenizers")
 
+from conftest import LABELS, save_tokenizer, make_examples  # noqa: E402
 from training import transformer as tt  # noqa: E402
-from training.data import Example, Splits  # noqa: E402
+from training.data import Splits  # noqa: E402
 from training.transformer import (  # noqa: E402
     TransformerArgs,
     build_parser,
@@ -29,54 +29,16 @@ from training.transformer import (  # noqa: E402
 
 pytestmark = pytest.mark.unit
 
-LABELS = ["sadness", "joy", "love", "anger", "fear", "surprise"]
-CUES = {
-    "sadness": ["sad", "lonely", "gloomy"], "joy": ["happy", "glad", "cheerful"], "love": ["loving", "tender", "sweet"],
-    "anger": ["angry", "furious", "mad"], "fear": ["scared", "afraid", "nervous"],
-    "surprise": ["amazed", "shocked", "surprised"],
-}
-FILLER = ["i", "feel", "so", "today", "about", "it", "really", "im", "the", "and", "dont", "work", "now"]
-
-
-def _examples(n: int, seed: int) -> list[Example]:
-    rng = random.Random(seed)
-    out = []
-    for i in range(n):
-        label = LABELS[i % len(LABELS)]
-        words = rng.sample(FILLER, 4) + [rng.choice(CUES[label])]
-        rng.shuffle(words)
-        out.append(Example(text=" ".join(words), label=label, line=i + 1))
-    return out
-
 
 @pytest.fixture(scope="module")
 def splits() -> Splits:
-    return Splits(train=_examples(96, 1), val=_examples(24, 2), test=_examples(24, 3), labels=LABELS)
-
-
-def _tokenizer(directory):
-    """A WordPiece tokenizer over the test vocabulary, built with `tokenizers` (never downloaded)."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
-
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    words = sorted({w for ws in CUES.values() for w in ws} | set(FILLER) | {"rt", "life", "mood"})
-    vocab = {tok: i for i, tok in enumerate(specials + words + list("abcdefghijklmnopqrstuvwxyz"))}
-    tok = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])])
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
-                                   sep_token="[SEP]", mask_token="[MASK]", model_max_length=64)
-    fast.save_pretrained(directory)
-    return len(vocab)
+    return Splits(train=make_examples(96, 1), val=make_examples(24, 2), test=make_examples(24, 3), labels=LABELS)
 
 
 @pytest.fixture(scope="module")
 def tiny_bert(tmp_path_factory):
     directory = tmp_path_factory.mktemp("tiny-bert")
-    vocab_size = _tokenizer(directory)
+    vocab_size = save_tokenizer(directory)
     torch.manual_seed(0)
     config = transformers.BertConfig(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                                      intermediate_size=64, max_position_embeddings=64)
@@ -87,7 +49,7 @@ def tiny_bert(tmp_path_factory):
 @pytest.fixture(scope="module")
 def tiny_distilbert(tmp_path_factory):
     directory = tmp_path_factory.mktemp("tiny-distilbert")
-    vocab_size = _tokenizer(directory)
+    vocab_size = save_tokenizer(directory)
     torch.manual_seed(0)
     config = transformers.DistilBertConfig(vocab_size=vocab_size, dim=32, n_layers=2, n_heads=2, hidden_dim=64,
                                            max_position_embeddings=64)
