@@ -39,6 +39,7 @@ QUANTIZATIONS = {
 }
 DEFAULT_QUANTIZATION = "int8-dynamic-embeddings"
 OPTIMIZED_ATOL = 1e-4
+CLS_ONLY_GRAPH = "model-cls-only.onnx"
 BATCH_INDEPENDENCE_ATOL = 1e-4
 
 
@@ -89,8 +90,12 @@ def export_onnx(checkpoint_dir: str | Path, out_dir: str | Path, opset: int = 18
     """Export an HF sequence-classification checkpoint (dynamic batch and sequence axes) to
     `out_dir/exported/model.onnx`, then fuse it with onnxruntime's BERT optimizer (attention, LayerNorm, GELU,
     embeddings) into `out_dir/model-fp32.onnx`, which is returned after checking that its logits match the plain
-    export within 1e-4. Quantize the plain export (`plain_export(out_dir)`), not the fused graph: see `quantize`."""
+    export within 1e-4. For BERT-style classifiers it also writes `out_dir/model-cls-only.onnx` (the last layer for
+    [CLS] only, `training.cls_graph`), checked the same way. Quantize those unfused graphs (`quantization_source`),
+    not the fused one: see `quantize`."""
     from optimum.exporters.onnx import main_export
+
+    from training.cls_graph import export_cls_only
 
     checkpoint_dir, out_dir = Path(checkpoint_dir), Path(out_dir)
     raw_dir = out_dir / "exported"
@@ -104,8 +109,18 @@ def export_onnx(checkpoint_dir: str | Path, out_dir: str | Path, opset: int = 18
     if diff > OPTIMIZED_ATOL:
         raise ExportError(f"{optimized}: the optimized graph's logits differ from the export by {diff:.2e} "
                           f"(> {OPTIMIZED_ATOL}); export with fuse_attention=False or report the fusion as a bug")
-    (out_dir / "export.json").write_text(json.dumps({"optimized_max_abs_diff": diff, "opset": opset,
-                                                     "fuse_attention": fuse_attention}, indent=2) + "\n")
+    report = {"optimized_max_abs_diff": diff, "opset": opset, "fuse_attention": fuse_attention}
+    (out_dir / CLS_ONLY_GRAPH).unlink(missing_ok=True)
+    cls_only = export_cls_only(checkpoint_dir, out_dir / CLS_ONLY_GRAPH, opset)
+    if cls_only is None:
+        log.info("%s: not a BERT-style classifier with a pooler; int8 is quantized from the full graph", checkpoint_dir)
+    else:
+        cls_diff = float(np.abs(run_graph(raw_path, feeds) - run_graph(cls_only, feeds)).max())
+        if cls_diff > OPTIMIZED_ATOL:
+            raise ExportError(f"{cls_only}: the CLS-only graph's logits differ from the export by {cls_diff:.2e} "
+                              f"(> {OPTIMIZED_ATOL}); report it as a bug in training/cls_graph.py")
+        report["cls_only_max_abs_diff"] = cls_diff
+    (out_dir / "export.json").write_text(json.dumps(report, indent=2) + "\n")
     return optimized
 
 
@@ -453,7 +468,7 @@ def export_serving_model(checkpoint_dir: str | Path, work_dir: str | Path, out_d
     if quantization == "fp32":
         graph, source = fp32_graph, "full"
     else:
-        source_path = quantization_source(checkpoint_dir, work_dir, cls_only)
+        source_path = quantization_source(work_dir, cls_only)
         source = "cls-only-last-layer" if source_path.name == CLS_ONLY_GRAPH else "full"
         graph = quantize(source_path, work_dir / f"model-{quantization}-{source}.onnx", quantization, calibration_texts,
                          Path(checkpoint_dir) / "tokenizer.json", max_length)
@@ -461,29 +476,11 @@ def export_serving_model(checkpoint_dir: str | Path, work_dir: str | Path, out_d
                              graph=source)
 
 
-CLS_ONLY_GRAPH = "model-cls-only.onnx"
-
-
-def quantization_source(checkpoint_dir: str | Path, work_dir: str | Path, cls_only: bool = True) -> Path:
-    """The float32 graph to quantize: for BERT-style classifiers the graph that computes the last layer for [CLS]
-    only (`training.cls_graph`, the same function with less work), once its logits match the plain export within
-    1e-4; otherwise (or with cls_only=False) the plain export."""
-    from training.cls_graph import export_cls_only
-
-    work_dir = Path(work_dir)
-    plain = plain_export(work_dir)
-    if not cls_only:
-        return plain
-    cls_only_path = export_cls_only(checkpoint_dir, work_dir / CLS_ONLY_GRAPH)
-    if cls_only_path is None:
-        log.info("%s: not a BERT-style classifier with a pooler; quantizing the full graph", checkpoint_dir)
-        return plain
-    feeds = _graph_feeds(plain, Path(checkpoint_dir) / "tokenizer.json", _default_check_texts(), 128)
-    diff = float(np.abs(run_graph(plain, feeds) - run_graph(cls_only_path, feeds)).max())
-    if diff > OPTIMIZED_ATOL:
-        raise ExportError(f"{cls_only_path}: the CLS-only graph's logits differ from the export by {diff:.2e} "
-                          f"(> {OPTIMIZED_ATOL}); report it as a bug in training/cls_graph.py")
-    return cls_only_path
+def quantization_source(work_dir: str | Path, cls_only: bool = True) -> Path:
+    """The float32 graph `export_onnx` wrote under `work_dir` to quantize: the CLS-only graph where there is one
+    (and `cls_only`), else the plain export."""
+    graph = Path(work_dir) / CLS_ONLY_GRAPH
+    return graph if cls_only and graph.is_file() else plain_export(work_dir)
 
 
 def tweets_per_second(classifier: Classifier, texts: Sequence[str], batch_size: int = 64) -> float:

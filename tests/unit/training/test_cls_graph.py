@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -68,7 +70,8 @@ def test_models_without_a_bert_pooler_keep_the_full_graph(tmp_path):
         ClsOnlyClassifier(model)
 
 
-def test_quantization_starts_from_the_cls_only_graph_when_it_matches_the_export(tiny_checkpoint, tiny_export):
+def test_the_export_writes_a_checked_cls_only_graph_and_quantization_starts_from_it(tiny_export):
     work, _ = tiny_export
-    source = quantization_source(tiny_checkpoint, work)
-    assert source.name == "model-cls-only.onnx" and source != plain_export(work)
+    assert json.loads((work / "export.json").read_text())["cls_only_max_abs_diff"] <= 1e-4
+    assert quantization_source(work).name == "model-cls-only.onnx"
+    assert quantization_source(work, cls_only=False) == plain_export(work)
