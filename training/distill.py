@@ -55,8 +55,8 @@ def teacher_logits(checkpoint: Path, texts: Sequence[str], labels: Sequence[str]
 
     key = hashlib.sha256()
     key.update(str(checkpoint.resolve()).encode())
-    stat = (checkpoint / "model.safetensors")
-    key.update(str(stat.stat().st_mtime_ns if stat.exists() else 0).encode())
+    weights = checkpoint / "model.safetensors"
+    key.update(str(weights.stat().st_mtime_ns if weights.exists() else 0).encode())  # retrained in place: new key
     for t in texts:
         key.update(t.encode("utf-8", "surrogatepass") + b"\0")
     cached = cache_dir / f"{key.hexdigest()[:24]}.npy" if cache_dir else None
