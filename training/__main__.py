@@ -19,7 +19,6 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SHIP_DIR = REPO_ROOT / "layers" / "model" / "model"
 DOCS_PATH = REPO_ROOT / "docs" / "training.md"
 DEFAULT_NAME = "minilm-l6-emotion"
-CALIBRATION_TEXTS = 512
 log = logging.getLogger("training")
 
 
@@ -33,7 +32,7 @@ def _export_options(parser: argparse.ArgumentParser) -> None:
     from training.export import DEFAULT_QUANTIZATION, QUANTIZATIONS
 
     parser.add_argument("--quantization", default=DEFAULT_QUANTIZATION, choices=sorted(QUANTIZATIONS),
-                        help=f"int8 scheme of the shipped model (default {DEFAULT_QUANTIZATION}, served one tweet per call)")
+                        help=f"int8 scheme of the shipped model (default {DEFAULT_QUANTIZATION}: calibrated, batch-independent)")
     parser.add_argument("--name", default=DEFAULT_NAME, help="model name; the version is <name>-<sha256[:8]>")
 
 
@@ -105,7 +104,8 @@ def export_and_gate(checkpoint: Path, splits: Splits, out: Path, quantization: s
                     train_time_s: float | None = None, device: str | None = None, training: dict | None = None) -> dict:
     """fp32 and int8 serving directories from `checkpoint`, evaluated through Classifier, int8 gated on parity."""
     from training import export as export_module
-    from training.export import batch_independence, export_onnx, export_serving_model, write_model_card, write_serving_dir
+    from training.export import (CALIBRATION_TEXTS, batch_independence, export_onnx, export_serving_model,
+                                 write_model_card, write_serving_dir)
     from training.rawify import RAW_TEST_SEED, rawify_examples
     from training.report import evaluate_model_dir
     from tweetmood.classifier import Classifier
@@ -275,7 +275,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             launch(ns)
             return 0
         if ns.command == "compare-quantizations":
-            from training.export import QUANTIZATIONS, compare_quantizations
+            from training.export import CALIBRATION_TEXTS, QUANTIZATIONS, compare_quantizations
             from training.report import quantization_table
 
             splits = load_splits(ns.data_dir)

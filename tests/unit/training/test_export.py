@@ -70,6 +70,21 @@ def test_dynamic_int8_turns_every_weight_matmul_into_matmul_integer(tiny_export,
     assert op_counts(out)["MatMulInteger"] >= _weight_matmuls(plain_export(work))  # + the pooler and head Gemms
 
 
+def test_calibrated_int8_fixes_every_activation_scale_and_keeps_the_fused_int8_kernels(tiny_export, tiny_serving):
+    work, _ = tiny_export
+    serving = tiny_serving("int8-static-fused")
+    ops = op_counts(serving / "model.onnx")
+    assert ops["DynamicQuantizeLinear"] == 0 and ops["MatMulInteger"] == 0 and ops["QuantizeLinear"] > 0
+    assert ops["MatMulIntegerToFloat"] >= _weight_matmuls(plain_export(work))
+    assert json.loads((serving / "model.json").read_text())["execution"] == "batched"
+
+
+def test_calibrated_int8_refuses_to_run_without_calibration_texts(tiny_export, tmp_path):
+    work, _ = tiny_export
+    with pytest.raises(ValueError, match="needs calibration_texts"):
+        quantize(plain_export(work), tmp_path / "static.onnx", "int8-static-fused")
+
+
 def test_the_serving_directory_follows_the_model_directory_contract(tiny_serving):
     serving = tiny_serving(DEFAULT_QUANTIZATION)
     meta = json.loads((serving / "model.json").read_text())
@@ -85,7 +100,7 @@ def test_the_serving_directory_follows_the_model_directory_contract(tiny_serving
     assert tokenizer["truncation"]["max_length"] == 64 and tokenizer["padding"]["pad_token"] == "[PAD]"
 
 
-@pytest.mark.parametrize("quantization, atol", [("fp32", 1e-4), (DEFAULT_QUANTIZATION, 0.05)])
+@pytest.mark.parametrize("quantization, atol", [("fp32", 1e-4), ("int8-dynamic-embeddings", 0.05), (DEFAULT_QUANTIZATION, 0.05)])
 def test_the_serving_core_scores_like_pytorch(tiny_checkpoint, tiny_serving, tiny_splits, quantization, atol):
     texts = [e.text for e in tiny_splits.test[:48]] + RAW_TWEETS
     classifier = Classifier.from_dir(tiny_serving(quantization), threads=1)
@@ -95,15 +110,17 @@ def test_the_serving_core_scores_like_pytorch(tiny_checkpoint, tiny_serving, tin
     np.testing.assert_allclose(classifier.predict_proba(texts), expected, atol=atol)
 
 
-def test_the_default_quantization_scores_a_tweet_the_same_alone_or_in_any_batch(tiny_serving, tiny_splits):
-    classifier = Classifier.from_dir(tiny_serving(DEFAULT_QUANTIZATION), threads=1)
+@pytest.mark.parametrize("quantization", [DEFAULT_QUANTIZATION, "int8-dynamic-embeddings"])
+def test_a_servable_int8_model_scores_a_tweet_the_same_alone_or_in_any_batch(tiny_serving, tiny_splits, quantization):
+    classifier = Classifier.from_dir(tiny_serving(quantization), threads=1)
     texts = [e.text for e in tiny_splits.test] + RAW_TWEETS
     assert batch_independence(classifier, texts, batch_size=64) <= 1e-4
 
 
 def test_the_parity_gate_scores_the_model_the_way_serving_runs_it(tiny_serving, tiny_splits):
     """A per-row model is gated on one-tweet calls, not on batches it is never served in."""
-    classifier = Classifier.from_dir(tiny_serving(DEFAULT_QUANTIZATION), threads=1)
+    classifier = Classifier.from_dir(tiny_serving("int8-dynamic-embeddings"), threads=1)
+    assert classifier.per_row
     texts = [e.text for e in tiny_splits.test]
     one_by_one = np.concatenate([classifier.outputs([t]) for t in texts])
     np.testing.assert_array_equal(serving_logits(classifier, texts, batch_size=64), one_by_one)

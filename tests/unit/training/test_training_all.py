@@ -31,6 +31,6 @@ def test_one_command_trains_all_three_models_gates_and_reports(tmp_path, tiny_sp
     assert len(rows) == 4 and all(r["accuracy"] is not None for r in rows)
     int8 = out / "serving-int8"
     meta = json.loads((int8 / "model.json").read_text())
-    assert meta["labels"] == tiny_splits.labels and meta["execution"] == "per-row"
+    assert meta["labels"] == tiny_splits.labels and meta["quantization"] == "int8-static-fused" and meta["execution"] == "batched"
     assert json.loads((int8 / "metrics.json").read_text())["parity"]["passed"]
     assert "BiLSTM" in docs.read_text()
