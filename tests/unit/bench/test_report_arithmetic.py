@@ -32,7 +32,7 @@ def test_the_report_states_what_each_step_bought_from_the_rows_of_one_run():
         "machine": {"cpu": "test cpu", "cores": 2, "flags": ["avx2"], "onnxruntime": "1", "python": "3"},
         "date": "today", "command": "make bench",
         "models": [_row("a", 10), _row("b-file", 50), _row("b", 100), _row("c", 120), _row("d-full", 240),
-                   _row("d", 300, 5.0)],
+                   _row("d-dyn", 200, 5.0), _row("d", 300, 5.0)],
         "ratios": {"d_over_b_1thread": 3.0},
         "end_to_end": {"lines": 10, "bytes": 1e6, "blank": 1, "undecodable": 1, "threads": 1, "wall_s": 1,
                        "tweets_per_s": 8, "peak_rss_mb": 100, "rows_read": 10, "rows_scored": 8, "rows_rejected": 2,
@@ -51,4 +51,7 @@ def test_the_report_states_what_each_step_bought_from_the_rows_of_one_run():
     assert "Last layer for [CLS] only" in text and "1.25× (240 → 300 tweets/s)" in text
     assert "DynamicQuantizeMatMul ×20" in text
     assert "34% of the int8 peak" in text and "could not pass 850.0 tweets/s on one thread, 8.5× (b)" in text
+    assert "instead of dynamic int8 one tweet per call" in text and "1.50× (200 → 300 tweets/s)" in text
+    assert ("(b) runs the full graph at 47.6 GFLOP/s, 48% of the fp32 peak" in text
+            and "would run 4.1× (b); 5× (b) needs 205 GOP/s, 59% of the int8 peak" in text)
     assert "\n\n\n" not in text.split("## What each step bought")[1].split("## End to end")[0]
