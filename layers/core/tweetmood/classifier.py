@@ -120,6 +120,13 @@ class Classifier:
         """Apply the model's normalization (the same function training used)."""
         return [normalize_tweet(t) for t in texts] if self._normalize else list(texts)
 
+    def lengths(self, texts: Sequence[str]) -> list[int]:
+        """How long each text is for this model's padding: tokens after normalization where the encoder pads a
+        batch to its longest row, characters otherwise (fixed-width inputs and one-tweet calls do not care)."""
+        if hasattr(self.encoder, "lengths") and not self.per_row:
+            return self.encoder.lengths(self.prepare(texts))
+        return [len(t) for t in texts]
+
     def outputs(self, texts: Sequence[str], prepared: bool = False) -> np.ndarray:
         """The graph's output (logits or probabilities, as model.json says) for `texts`, computed the way the model
         is served (`execution`: one tweet per call or batched), shape `[len(texts), len(labels)]`, float32."""

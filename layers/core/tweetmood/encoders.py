@@ -6,6 +6,7 @@ import json
 import math
 import re
 from collections import Counter
+from functools import cached_property
 from pathlib import Path
 from typing import Callable, Protocol, Sequence
 
@@ -28,6 +29,7 @@ class WordPieceEncoder:
     def __init__(self, tokenizer_file: Path, max_length: int, input_types: dict[str, str]):
         from tokenizers import Tokenizer
 
+        self._tokenizer_file, self._max_length = tokenizer_file, max_length
         self._tok = Tokenizer.from_file(str(tokenizer_file))
         self._tok.enable_truncation(max_length=max_length)
         pad_id = self._tok.token_to_id("[PAD]")
@@ -35,15 +37,29 @@ class WordPieceEncoder:
         self._tok.enable_padding(pad_id=self._pad_id, pad_token="[PAD]")
         self._inputs = {name: _ort_dtype(t) for name, t in input_types.items()}
 
+    @cached_property
+    def _unpadded_tok(self):
+        # A second tokenizer, not padding toggled on the shared one: one classifier may serve several threads
+        # (the embedded stack runs handlers concurrently), and a tokenizer being reconfigured while another thread
+        # encodes fails ("Already borrowed") or pads one batch half-way. Built on first use, off the cold start.
+        from tokenizers import Tokenizer
+
+        tok = Tokenizer.from_file(str(self._tokenizer_file))
+        tok.enable_truncation(max_length=self._max_length)
+        tok.no_padding()
+        return tok
+
+    def _unpadded(self, texts: Sequence[str]) -> list:
+        return self._unpadded_tok.encode_batch(list(texts))
+
+    def lengths(self, texts: Sequence[str]) -> list[int]:
+        """Tokens per text, what a batch holding it is padded to (the batching sort key)."""
+        return [len(e.ids) for e in self._unpadded(texts)]
+
     def rows(self, texts: Sequence[str]) -> list[dict[str, np.ndarray]]:
         """One unpadded feed per text (batch of one), tokenized in a single batch call."""
-        self._tok.no_padding()
-        try:
-            encs = self._tok.encode_batch(list(texts))
-        finally:
-            self._tok.enable_padding(pad_id=self._pad_id, pad_token="[PAD]")
         feeds = []
-        for e in encs:
+        for e in self._unpadded(texts):
             columns = {"input_ids": e.ids, "attention_mask": e.attention_mask, "token_type_ids": e.type_ids}
             feeds.append({name: np.asarray([columns[name]], dtype=dtype) for name, dtype in self._inputs.items()})
         return feeds

@@ -34,6 +34,45 @@ def test_batches_are_length_sorted_inside_the_window_and_output_keeps_input_orde
     assert len(batches) == 7  # windows of 16 records: 16+16+16+2 -> 2+2+2+1 batches
 
 
+def test_batches_follow_the_lengths_the_caller_passes_not_the_characters():
+    items = [Record(i + 1, t) for i, t in enumerate(["aaaaaaaa", "b", "cccc", "dd", "eeeeee", "f"])]
+    words = {"aaaaaaaa": 1, "b": 5, "cccc": 2, "dd": 4, "eeeeee": 3, "f": 6}
+    batches = []
+
+    def predict(texts):
+        batches.append(list(texts))
+        return np.zeros((len(texts), 2), dtype=np.float32)
+
+    out = list(scored_in_order(items, predict, batch_size=3, lengths=lambda texts: [words[t] for t in texts]))
+    assert batches == [["aaaaaaaa", "cccc", "eeeeee"], ["dd", "b", "f"]]
+    assert [item for item, _ in out] == items
+
+
+def test_a_wordpiece_classifier_measures_a_tweet_in_the_tokens_a_batch_is_padded_to(tiny_classifier):
+    texts = ["I'm SO happy today!!! 😀", "ok", "a much longer tweet about my terrible awful monday morning commute"]
+    lengths = tiny_classifier.lengths(texts)
+    padded = [tiny_classifier.encoder(tiny_classifier.prepare([t]))["input_ids"].shape[1] for t in texts]
+    assert lengths == padded and lengths[1] < lengths[0] < lengths[2]
+
+
+def test_one_classifier_measures_and_scores_from_several_threads_at_once(tiny_classifier):
+    from concurrent.futures import ThreadPoolExecutor
+
+    texts = [f"tweet number {i} " + "so very long " * (i % 9) for i in range(64)]
+    expected_lengths, expected = tiny_classifier.lengths(texts), tiny_classifier.predict_proba(texts)
+
+    def work(i):
+        return tiny_classifier.lengths(texts) if i % 2 else tiny_classifier.predict_proba(texts)
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(work, range(200)))
+    for i, got in enumerate(results):
+        if i % 2:
+            assert got == expected_lengths
+        else:
+            np.testing.assert_allclose(got, expected, atol=1e-6)
+
+
 def test_a_tweets_scores_do_not_depend_on_its_batch(tiny_classifier):
     texts = ["short", "a much longer tweet about my terrible awful monday morning commute 😡", "ok", "I love it ❤"]
     alone = np.vstack([tiny_classifier.predict_proba([t]) for t in texts])
