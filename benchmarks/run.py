@@ -318,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
             {"key": "b-file", "label": "(b) shipped transformer, PyTorch fp32, transformers pipeline, batches in file "
                                        "order" + ("" if trained else " (random head)"),
              "kind": "torch", "model": str(checkpoint), "size_mb": dir_size_mb(checkpoint), "extra": ("--file-order",)},
-            {"key": "b", "label": "(b) shipped transformer, PyTorch fp32, transformers pipeline, length-sorted batches" + ("" if trained else " (random head)"),
+            {"key": "b", "label": "(b) shipped transformer, PyTorch fp32, transformers pipeline, batches sorted by token count" + ("" if trained else " (random head)"),
              "kind": "torch", "model": str(checkpoint), "size_mb": dir_size_mb(checkpoint)},
             {"key": "c", "label": "(c) same model, ONNX fp32 (fused graph), scoring core",
              "kind": "core", "model": str(fp32), "size_mb": dir_size_mb(fp32)},
@@ -447,7 +447,7 @@ def render(r: dict) -> str:
         int8_from = "d-full" if "d-full" in by else "d"
         ops = r["compute"].get("runtime_ops") or {}
         bullets = [
-            f"- Length-sorted batches for the PyTorch pipeline (less padding) instead of file order: "
+            f"- Batches sorted by token count for the PyTorch pipeline (less padding) instead of file order: "
             f"{step('b-file', 'b')}." if "b-file" in by else "",
             f"- PyTorch pipeline → ONNX fp32 fused graph through the core (length-sorted dynamic padding, one "
             f"session, orjson output): {step('b', 'c')}.",

@@ -47,7 +47,7 @@ def test_the_report_states_what_each_step_bought_from_the_rows_of_one_run():
                    "comprehend_per_million": "$500"},
     }
     text = render(result)
-    assert "Length-sorted batches for the PyTorch pipeline (less padding) instead of file order: 2.00× (50 → 100" in text
+    assert "Batches sorted by token count for the PyTorch pipeline (less padding) instead of file order: 2.00× (50 → 100" in text
     assert "Last layer for [CLS] only" in text and "1.25× (240 → 300 tweets/s)" in text
     assert "DynamicQuantizeMatMul ×20" in text
     assert "34% of the int8 peak" in text and "could not pass 850.0 tweets/s on one thread, 8.5× (b)" in text
