@@ -264,15 +264,16 @@ def fix_activation_scales(onnx_path: Path, tokenizer_file: Path, calibration_tex
                                       name=f"{n.name}_static") for n in dynamic}
     nodes = [static.get(id(n), n) for n in model.graph.node]
     del model.graph.node[:]
-    model.graph.node.extend(_fuse_matmul_integer_to_float(nodes, {i.name for i in model.graph.initializer}))
+    model.graph.node.extend(_fuse_matmul_integer_to_float(nodes, {i.name: list(i.dims) for i in model.graph.initializer}))
     if not any(o.domain == "com.microsoft" for o in model.opset_import):
         model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
     onnx.save(model, str(onnx_path))
     return onnx_path
 
 
-def _fuse_matmul_integer_to_float(nodes: list, constants: set[str]) -> list:
-    """MatMulInteger(a, b) -> Cast -> Mul(a_scale * b_scale) [-> Add(bias)] with constant scales, as one node."""
+def _fuse_matmul_integer_to_float(nodes: list, constants: dict[str, list[int]]) -> list:
+    """MatMulInteger(a, b) -> Cast -> Mul(a_scale * b_scale) [-> Add(bias)] with constant scales, as one node;
+    `constants` maps initializer names to their shapes (a bias is folded in only when it is one value per column)."""
     from onnx import helper
 
     producer = {o: n for n in nodes for o in n.output}
@@ -295,8 +296,9 @@ def _fuse_matmul_integer_to_float(nodes: list, constants: set[str]) -> list:
             continue
         chain, out, bias = [mm, cast, mul, scales], mul.output[0], ""
         add = only(out, "Add")
-        if add is not None and sum(i in constants for i in add.input) == 1:
-            chain, out, bias = chain + [add], add.output[0], next(i for i in add.input if i in constants)
+        columns = constants.get(mm.input[1], [0])[-1]
+        if add is not None and sum(constants.get(i) == [columns] for i in add.input) == 1:
+            chain, out, bias = chain + [add], add.output[0], next(i for i in add.input if constants.get(i) == [columns])
         a_zero = mm.input[2] if len(mm.input) > 2 else ""
         b_zero = mm.input[3] if len(mm.input) > 3 else ""
         replaced[id(mm)] = helper.make_node("MatMulIntegerToFloat", [mm.input[0], mm.input[1], *scales.input, a_zero,
@@ -574,13 +576,18 @@ def quantization_source(work_dir: str | Path, cls_only: bool = True) -> Path:
 
 
 def tweets_per_second(classifier: Classifier, texts: Sequence[str], batch_size: int = 64) -> float:
-    """Throughput of `predict_proba` over `texts` in batches (normalization and tokenization included)."""
+    """Throughput of the scoring core's batching over `texts`: windows of batches sorted by the model's own lengths,
+    then `predict_proba` (normalization and tokenization included), as `tweetmood score` runs it."""
     import time
 
+    from tweetmood.batching import scored_in_order
+    from tweetmood.records import Record
+
     classifier.predict_proba(list(texts[:batch_size]))  # warm-up: first-run allocations
+    records = [Record(i, text) for i, text in enumerate(texts, 1)]
     start = time.perf_counter()
-    for i in range(0, len(texts), batch_size):
-        classifier.predict_proba(list(texts[i : i + batch_size]))
+    for _ in scored_in_order(records, classifier.predict_proba, batch_size, lengths=classifier.lengths):
+        pass
     return len(texts) / (time.perf_counter() - start)
 
 

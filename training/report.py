@@ -75,7 +75,8 @@ def evaluate_model_dir(model_dir: str | Path, test: Sequence[Example], raw_test:
     if speed:
         metrics["cpu_tweets_per_s"] = round(measure_tweets_per_second(model_dir, texts), 1)
         metrics["cpu_benchmark"] = {"threads": 1, "batch_size": 64, "n": len(texts), "cpu": cpu_name(),
-                                    "note": "onnxruntime through tweetmood.Classifier, normalization and tokenization included"}
+                                    "note": "onnxruntime through tweetmood.Classifier and the core's batches (sorted by "
+                                            "token count in windows of 1,024), normalization and tokenization included"}
     metrics.update(extra or {})
     metrics_path.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     plot_confusion_matrix(report, model_dir / "confusion_matrix.png", title=f"{classifier.version} (test)")

@@ -175,3 +175,25 @@ def test_the_export_command_exits_non_zero_when_the_parity_gate_fails(tiny_split
     assert cli.main(["export", "--checkpoint", str(checkpoint), "--data-dir", str(data),
                      "--output-dir", str(tmp_path / "run")]) == 2
     assert "do not ship it" in capsys.readouterr().err
+
+
+def test_the_model_cards_speed_is_measured_on_the_batches_the_core_forms():
+    from training.export import tweets_per_second
+
+    class Spy:
+        def __init__(self):
+            self.batches = []
+
+        def lengths(self, texts):
+            return [len(t.split()) for t in texts]
+
+        def predict_proba(self, texts):
+            self.batches.append(self.lengths(texts))
+            return np.zeros((len(texts), 2), dtype=np.float32)
+
+    spy = Spy()
+    texts = [" ".join(["w"] * ((i * 7) % 11 + 1)) for i in range(200)]
+    assert tweets_per_second(spy, texts, batch_size=64) > 0
+    timed = spy.batches[1:]  # the first call warms up
+    flat = [n for batch in timed for n in batch]
+    assert len(flat) == 200 and flat == sorted(flat)  # 200 texts are one window: sorted across all its batches
