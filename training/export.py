@@ -272,7 +272,8 @@ def fix_activation_scales(onnx_path: Path, tokenizer_file: Path, calibration_tex
 
 
 def _fuse_matmul_integer_to_float(nodes: list, constants: dict[str, list[int]]) -> list:
-    """MatMulInteger(a, b) -> Cast -> Mul(a_scale * b_scale) [-> Add(bias)] with constant scales, as one node;
+    """QuantizeLinear(a) -> MatMulInteger(a, b) -> Cast -> Mul(a_scale * b_scale) [-> Add(bias)] with constant scales:
+    the last four as one node;
     `constants` maps initializer names to their shapes (a bias is folded in only when it is one value per column)."""
     from onnx import helper
 
@@ -291,9 +292,13 @@ def _fuse_matmul_integer_to_float(nodes: list, constants: dict[str, list[int]]) 
         cast = only(mm.output[0], "Cast")
         mul = cast and only(cast.output[0], "Mul")
         scales = mul and producer.get(mul.input[1])
+        quant = producer.get(mm.input[0])
         if scales is None or scales.op_type != "Mul" or not all(i in constants for i in scales.input) \
-                or len(consumers.get(scales.output[0], [])) != 1:
+                or len(consumers.get(scales.output[0], [])) != 1 or quant is None or quant.op_type != "QuantizeLinear" \
+                or quant.input[1] not in scales.input:
             continue
+        a_scale = quant.input[1]  # the activation's (one value); the other factor is the weight's (one per column)
+        b_scale = next(i for i in scales.input if i != a_scale)
         chain, out, bias = [mm, cast, mul, scales], mul.output[0], ""
         add = only(out, "Add")
         columns = constants.get(mm.input[1], [0])[-1]
@@ -301,7 +306,7 @@ def _fuse_matmul_integer_to_float(nodes: list, constants: dict[str, list[int]]) 
             chain, out, bias = chain + [add], add.output[0], next(i for i in add.input if constants.get(i) == [columns])
         a_zero = mm.input[2] if len(mm.input) > 2 else ""
         b_zero = mm.input[3] if len(mm.input) > 3 else ""
-        replaced[id(mm)] = helper.make_node("MatMulIntegerToFloat", [mm.input[0], mm.input[1], *scales.input, a_zero,
+        replaced[id(mm)] = helper.make_node("MatMulIntegerToFloat", [mm.input[0], mm.input[1], a_scale, b_scale, a_zero,
                                                                      b_zero, bias], [out], name=f"{mm.name}_fused",
                                             domain="com.microsoft")
         dropped.update(id(n) for n in chain)
