@@ -13,6 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
+from tweetmood.batching import characters
 from tweetmood.encoders import Encoder, build_encoder
 from tweetmood.normalize import NORMALIZATION_VERSION, normalize_tweet
 
@@ -125,7 +126,7 @@ class Classifier:
         batch to its longest row, characters otherwise (fixed-width inputs and one-tweet calls do not care)."""
         if hasattr(self.encoder, "lengths") and not self.per_row:
             return self.encoder.lengths(self.prepare(texts))
-        return [len(t) for t in texts]
+        return characters(texts)
 
     def outputs(self, texts: Sequence[str], prepared: bool = False) -> np.ndarray:
         """The graph's output (logits or probabilities, as model.json says) for `texts`, computed the way the model

@@ -15,7 +15,7 @@ from typing import Any, BinaryIO, Callable, Iterable, Iterator
 from urllib.parse import unquote_plus
 
 from tweetmood import claims
-from tweetmood.batching import characters, scored_in_order
+from tweetmood.batching import scored_in_order
 from tweetmood.claims import Checkpoint, ClaimHeld, claim_key_for
 from tweetmood.manifest import COMPLETE, FAILED, IN_PROGRESS, OutputManifest, utc_now
 from tweetmood.readers import input_format, read_records
@@ -188,9 +188,8 @@ def _score_rows(
     writer = make_writer(settings.output_format, gate, classifier.labels, classifier.version)
     gate.open = True
     try:
-        # Batches sorted by the model's token counts where it has them (test doubles may only score).
-        lengths = getattr(classifier, "lengths", characters)
-        for item, probs in scored_in_order(items, classifier.predict_proba, settings.batch_size, lengths=lengths):
+        for item, probs in scored_in_order(items, classifier.predict_proba, settings.batch_size,
+                                           lengths=classifier.lengths):
             label = writer.write(item, probs)
             if label is None:
                 progress.errors[item.error] += 1

@@ -151,6 +151,7 @@ def test_an_object_over_max_object_bytes_fails_without_being_read(s3, tiny_class
 def test_a_retryable_failure_is_retried_until_max_attempts(s3, tiny_classifier):
     class Flaky:
         labels, version, sha256 = tiny_classifier.labels, tiny_classifier.version, tiny_classifier.sha256
+        lengths = tiny_classifier.lengths
 
         def predict_proba(self, texts):
             raise RuntimeError("onnxruntime hiccup")

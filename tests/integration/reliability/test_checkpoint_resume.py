@@ -123,6 +123,7 @@ def test_a_checkpoint_taken_with_another_model_is_not_resumed(s3, tiny_classifie
     class NewModel:
         labels, sha256, version = tiny_classifier.labels, tiny_classifier.sha256, "a-newer-model"
         predict_proba = staticmethod(tiny_classifier.predict_proba)
+        lengths = staticmethod(tiny_classifier.lengths)
 
     done = sweep_pending(s3=s3, settings=settings, classifier=NewModel(), remaining_ms=lambda: 600_000)
 

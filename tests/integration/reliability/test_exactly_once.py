@@ -74,6 +74,7 @@ class Gate:
     def __init__(self, classifier):
         self._inner = classifier
         self.labels, self.version, self.sha256 = classifier.labels, classifier.version, classifier.sha256
+        self.lengths = classifier.lengths
         self.entered, self.go = threading.Event(), threading.Event()
 
     def predict_proba(self, texts):

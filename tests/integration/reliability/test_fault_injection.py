@@ -160,6 +160,7 @@ def test_a_failing_manifest_put_is_reported_retryable_and_the_claim_is_given_bac
 def test_a_model_that_fails_mid_file_leaves_nothing_and_the_sweep_scores_it_later(s3, tiny_classifier):
     class Broken:
         labels, version, sha256 = tiny_classifier.labels, tiny_classifier.version, tiny_classifier.sha256
+        lengths = tiny_classifier.lengths
 
         def predict_proba(self, texts):
             raise RuntimeError("onnxruntime: bad allocation")
