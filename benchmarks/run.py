@@ -258,19 +258,25 @@ def _fp32_serving(checkpoint: Path, trained: bool, workdir: Path) -> Path:
                                 meta["max_length"], "bench-fp32", quantization="fp32")
 
 
-def _int8_variant(checkpoint: Path, shipped_meta: dict, data_dir: Path, workdir: Path, quantization: str,
-                  cls_only: bool) -> Path:
-    """The same checkpoint quantized another way, to measure what one step of the shipped recipe buys; calibrated
-    on the same training texts as the shipped export."""
+def _int8_variants(checkpoint: Path, shipped_meta: dict, data_dir: Path, workdir: Path,
+                   variants: list[tuple[str, bool]]) -> list[Path]:
+    """The same checkpoint quantized other ways (quantization, CLS-only graph?), to measure what one step of the
+    shipped recipe buys: one ONNX export, calibrated on the same training texts as the shipped export."""
     from training.data import load_splits
     from training.export import CALIBRATION_TEXTS, export_onnx, export_serving_model
 
+    if not variants:
+        return []
     calibration = [e.text for e in load_splits(data_dir).train[:CALIBRATION_TEXTS]]
-    fp32 = export_onnx(checkpoint, workdir / "export-variants")
-    name = f"{quantization}-{'cls-only' if cls_only else 'full'}"
-    return export_serving_model(checkpoint, workdir / "export-variants", workdir / f"serving-{name}", shipped_meta["labels"],
-                                shipped_meta["max_length"], f"bench-{name}", quantization, calibration, fp32_graph=fp32,
-                                cls_only=cls_only)
+    work = workdir / "export-variants"
+    fp32 = export_onnx(checkpoint, work)
+    dirs = []
+    for quantization, cls_only in variants:
+        name = f"{quantization}-{'cls-only' if cls_only else 'full'}"
+        dirs.append(export_serving_model(checkpoint, work, workdir / f"serving-{name}", shipped_meta["labels"],
+                                         shipped_meta["max_length"], f"bench-{name}", quantization, calibration,
+                                         fp32_graph=fp32, cls_only=cls_only))
+    return dirs
 
 
 def _runtime_ops(model_dir: Path, workdir: Path) -> dict:
@@ -323,15 +329,18 @@ def main(argv: list[str] | None = None) -> int:
             {"key": "c", "label": "(c) same model, ONNX fp32 (fused graph), scoring core",
              "kind": "core", "model": str(fp32), "size_mb": dir_size_mb(fp32)},
         ]
-    if not args.quick and shipped_meta.get("graph") == "cls-only-last-layer":
-        full = _int8_variant(checkpoint, shipped_meta, args.data_dir, workdir, shipped_meta["quantization"], cls_only=False)
-        models.append({"key": "d-full", "label": f"(d) same int8, full graph (every layer for every token), scoring core",
-                       "kind": "core", "model": str(full), "size_mb": dir_size_mb(full)})
-    if not args.quick and shipped_meta.get("execution") != "per-row":
-        dyn = _int8_variant(checkpoint, shipped_meta, args.data_dir, workdir, "int8-dynamic-embeddings",
-                            cls_only=shipped_meta.get("graph") == "cls-only-last-layer")
-        models.append({"key": "d-dyn", "label": "(d) same graph, dynamic int8 (scales per call), one tweet per call, "
-                                              "scoring core", "kind": "core", "model": str(dyn), "size_mb": dir_size_mb(dyn)})
+    if not args.quick:
+        cls_only = shipped_meta.get("graph") == "cls-only-last-layer"
+        variants = {}  # key -> (quantization, CLS-only graph?, label)
+        if cls_only:
+            variants["d-full"] = (shipped_meta["quantization"], False,
+                                  "(d) same int8, full graph (every layer for every token), scoring core")
+        if shipped_meta.get("execution") != "per-row":
+            variants["d-dyn"] = ("int8-dynamic-embeddings", cls_only,
+                                 "(d) same graph, dynamic int8 (scales per call), one tweet per call, scoring core")
+        built = _int8_variants(checkpoint, shipped_meta, args.data_dir, workdir, [v[:2] for v in variants.values()])
+        for (key, (_, _, label)), path in zip(variants.items(), built):
+            models.append({"key": key, "label": label, "kind": "core", "model": str(path), "size_mb": dir_size_mb(path)})
     models.append({"key": "d", "label": f"(d) shipped int8 ONNX ({shipped_meta.get('quantization')}, "
                                         f"{shipped_meta.get('graph', 'full')} graph), scoring core",
                    "kind": "core", "model": str(SHIPPED), "size_mb": dir_size_mb(SHIPPED)})
