@@ -232,7 +232,7 @@ def fix_activation_scales(onnx_path: Path, tokenizer_file: Path, calibration_tex
 
     That last step is ours because onnxruntime's own MatMulIntegerToFloat fusion looks for the Mul that multiplies the
     two scales, which constant folding has already removed once the activation scale is a constant: left to
-    onnxruntime the graph runs unfused MatMulInteger, Cast and Mul, slower than the dynamic graph."""
+    onnxruntime the graph runs unfused MatMulInteger, Cast and Mul, no faster than the dynamic graph."""
     import onnx
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
@@ -241,7 +241,8 @@ def fix_activation_scales(onnx_path: Path, tokenizer_file: Path, calibration_tex
     dynamic = [n for n in model.graph.node if n.op_type == "DynamicQuantizeLinear"]
     if not dynamic:
         return onnx_path
-    probe = onnx.load(str(onnx_path))
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
     for node in dynamic:
         probe.graph.output.extend([helper.make_tensor_value_info(node.output[1], TensorProto.FLOAT, []),
                                    helper.make_tensor_value_info(node.output[2], TensorProto.UINT8, [])])
