@@ -76,6 +76,16 @@ class Settings:
     """BUCKET_NAME: the bucket the sweep lists and events must come from."""
     max_attempts: int = 3
     """MAX_ATTEMPTS: a source that failed this many times is left alone until it changes."""
+    inline_max_bytes: int = 8 * MiB
+    """INLINE_MAX_BYTES: larger inputs go to the scale-out state machine instead of being scored inline."""
+    state_machine_arn: str | None = None
+    """STATE_MACHINE_ARN: the plan / score chunks / merge state machine that scores one big input."""
+    backlog_state_machine_arn: str | None = None
+    """BACKLOG_STATE_MACHINE_ARN: the state machine that scores a list of pending inputs."""
+    chunk_bytes: int = 64 * MiB
+    """CHUNK_BYTES: a scale-out chunk holds at most this many bytes of (decompressed) input ..."""
+    chunk_rows: int = 50_000
+    """CHUNK_ROWS: ... and at most this many records, whichever limit comes first."""
 
     def __post_init__(self) -> None:
         if self.output_format not in ("jsonl", "csv"):
@@ -111,4 +121,9 @@ class Settings:
             sweep_safety_ms=_int(env, "SWEEP_SAFETY_MS", d["sweep_safety_ms"], minimum=0),
             bucket=_optional(env, "BUCKET_NAME"),
             max_attempts=_int(env, "MAX_ATTEMPTS", d["max_attempts"]),
+            inline_max_bytes=_int(env, "INLINE_MAX_BYTES", d["inline_max_bytes"], minimum=0),
+            state_machine_arn=_optional(env, "STATE_MACHINE_ARN"),
+            backlog_state_machine_arn=_optional(env, "BACKLOG_STATE_MACHINE_ARN"),
+            chunk_bytes=_int(env, "CHUNK_BYTES", d["chunk_bytes"]),
+            chunk_rows=_int(env, "CHUNK_ROWS", d["chunk_rows"]),
         )
