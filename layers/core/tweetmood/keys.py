@@ -56,20 +56,25 @@ def staging_prefix_for(run_id: str, settings: Settings) -> str:
     return f"{settings.output_prefix}{STAGING}{run_id}/"
 
 
-def plan_key_for(run_id: str, settings: Settings) -> str:
-    """The plan of a run (a JSON array of chunk items, read by the Distributed Map)."""
-    return staging_prefix_for(run_id, settings) + "plan.json"
+def plan_key_in(staging: str) -> str:
+    """The plan of a run (a JSON array of chunk items, read by the Distributed Map) in its staging prefix."""
+    return staging + "plan.json"
 
 
-def part_key_for(run_id: str, index: int, settings: Settings) -> str:
+def part_key_in(staging: str, index: int) -> str:
     """The result rows of chunk `index`: fixed by (run, chunk), so a retried chunk overwrites its own part."""
-    return f"{staging_prefix_for(run_id, settings)}parts/{index:06d}"
+    return f"{staging}parts/{index:06d}"
 
 
-def gunzipped_key_for(run_id: str, key: str, settings: Settings) -> str:
+def part_counts_key_in(staging: str, index: int) -> str:
+    """What chunk `index` counted, written after its part: the part is complete once this exists."""
+    return f"{staging}counts/{index:06d}.json"
+
+
+def gunzipped_key_in(staging: str, key: str) -> str:
     """The decompressed copy of a `.gz` input that a run plans and range-reads instead of the original."""
-    name = relative_key(key, settings).rsplit("/", 1)[-1]
-    return f"{staging_prefix_for(run_id, settings)}source/{name[:-3] if name.lower().endswith('.gz') else name}"
+    name = key.rsplit("/", 1)[-1]
+    return f"{staging}source/{name[:-3] if name.lower().endswith('.gz') else name}"
 
 
 def backlog_key_for(stamp: str, settings: Settings) -> str:

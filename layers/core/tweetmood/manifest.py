@@ -62,7 +62,8 @@ class OutputManifest:
         return dataclasses.asdict(self)
 
     def to_json(self) -> bytes:
-        return orjson.dumps(self.to_dict(), option=orjson.OPT_INDENT_2) + b"\n"
+        """One line of compact JSON (Athena's JSON SerDe reads one object per line)."""
+        return orjson.dumps(self.to_dict()) + b"\n"
 
     @classmethod
     def from_json(cls, data: bytes | str) -> "OutputManifest":

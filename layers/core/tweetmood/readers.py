@@ -11,7 +11,7 @@ import csv
 import re
 import zlib
 from itertools import chain
-from typing import BinaryIO, Iterable, Iterator
+from typing import BinaryIO, Iterable, Iterator, NamedTuple
 
 import orjson
 
@@ -47,34 +47,86 @@ def input_format(name: str) -> tuple[str, bool] | None:
     return None
 
 
-def read_records(stream: BinaryIO, name: str, settings: Settings) -> Iterator[Item]:
+class ChunkStart(NamedTuple):
+    """Where a scale-out chunk starts inside its input, so its rows carry the serial run's line numbers."""
+
+    first_line: int = 1
+    """The number of the chunk's first physical line in the (decompressed) file."""
+    header: list[str] | None = None
+    """For CSV chunks after the first: the file's header, which this chunk does not contain."""
+    decompressed: bool = False
+    """The bytes are a gunzipped copy of a .gz input: do not gunzip them again."""
+    file_start: bool = True
+    """The bytes begin at the start of the file (a byte-order mark is looked for only there)."""
+
+
+class ReadState:
+    """Filled in while reading: bytes and physical lines consumed through the last line handed on, and the CSV
+    header. After each row a reader yields, `end` is where the next row starts: a safe place to cut a file."""
+
+    def __init__(self) -> None:
+        self.end = 0
+        self.lines = 0
+        self.header: list[str] | None = None
+
+
+def read_records(
+    stream: BinaryIO, name: str, settings: Settings, *, at: ChunkStart | None = None, state: ReadState | None = None
+) -> Iterator[Item]:
     """Yield every row of `stream` in order as a `Record` or a `Rejected`.
 
     `name` (a key or path) picks the format and appears in every message. Raises
     `FileError` when the file as a whole cannot be read; rows yielded before still count.
+    `at` reads a chunk of a file cut by the planner; `state` reports how far reading got.
     """
     kind = input_format(name)
     if kind is None:
         raise FileError(
             f"{name}: unsupported file type; name it .txt, .csv or .jsonl (optionally with .gz)", "unsupported_format"
         )
-    fmt, gz = kind
-    chunks: Iterable[bytes] = _read_chunks(stream, name, settings.max_object_bytes)
+    at = at or ChunkStart()
+    gz = kind[1] and not at.decompressed
+    limit = settings.max_object_bytes if at.file_start and not at.decompressed else settings.max_decompressed_bytes
+    chunks: Iterable[bytes] = read_chunks(stream, name, limit)
     if gz:
-        chunks = _gunzip(chunks, name, settings)
-    lines = _physical_lines(_as_utf8(chunks, name), settings.max_line_bytes)
+        chunks = gunzip(chunks, name, settings)
+    yield from records_from_bytes(chunks, name, settings, at=at, state=state)
+
+
+def records_from_bytes(
+    chunks: Iterable[bytes], name: str, settings: Settings, *, at: ChunkStart | None = None,
+    state: ReadState | None = None,
+) -> Iterator[Item]:
+    """The rows of already-decompressed bytes (see `read_records`)."""
+    fmt = input_format(name)[0]
+    at = at or ChunkStart()
+    if at.file_start:
+        chunks = _as_utf8(chunks, name)
+    lines = _physical_lines(chunks, settings.max_line_bytes, state)
     if fmt == "txt":
-        yield from _read_txt(lines, name, settings)
+        yield from _read_txt(lines, name, settings, at.first_line)
     elif fmt == "csv":
-        yield from _read_csv(lines, name, settings)
+        yield from _read_csv(lines, name, settings, at, state)
     else:
-        yield from _read_jsonl(lines, name, settings)
+        yield from _read_jsonl(lines, name, settings, at.first_line)
+
+
+def byte_order_mark(head: bytes) -> str | None:
+    """The encoding a file's first bytes announce with a byte-order mark ("utf-8", "utf-16", "utf-32") or None."""
+    if head.startswith(codecs.BOM_UTF8):
+        return "utf-8"
+    if head.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):
+        return "utf-32"
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16"
+    return None
 
 
 # --- bytes ---------------------------------------------------------------------------
 
 
-def _read_chunks(stream: BinaryIO, name: str, max_bytes: int) -> Iterator[bytes]:
+def read_chunks(stream: BinaryIO, name: str, max_bytes: int) -> Iterator[bytes]:
+    """The stream in pieces of CHUNK bytes; a `FileError` once more than `max_bytes` came."""
     total = 0
     while chunk := stream.read(CHUNK):
         total += len(chunk)
@@ -85,7 +137,7 @@ def _read_chunks(stream: BinaryIO, name: str, max_bytes: int) -> Iterator[bytes]
         yield chunk
 
 
-def _gunzip(chunks: Iterable[bytes], name: str, settings: Settings) -> Iterator[bytes]:
+def gunzip(chunks: Iterable[bytes], name: str, settings: Settings) -> Iterator[bytes]:
     """Inflate a (possibly multi-member) gzip stream, failing on bombs, corruption and truncation."""
     limit, ratio = settings.max_decompressed_bytes, settings.max_compression_ratio
     member = None
@@ -185,9 +237,11 @@ def _as_utf8(chunks: Iterable[bytes], name: str) -> Iterator[bytes]:
     yield from it
 
 
-def _physical_lines(chunks: Iterable[bytes], max_bytes: int) -> Iterator[bytes | None]:
-    """Split on LF, CRLF or a lone CR; a line longer than `max_bytes` comes out as None, unread."""
+def _physical_lines(chunks: Iterable[bytes], max_bytes: int, state: ReadState | None = None) -> Iterator[bytes | None]:
+    """Split on LF, CRLF or a lone CR; a line longer than `max_bytes` comes out as None, unread.
+    With `state`, `state.end` / `state.lines` count the bytes and lines consumed through each line handed on."""
     buf = b""
+    base = 0  # offset of buf[0] in the stream, kept only for `state`
     overflow = False  # the current line is already known to be too long; its bytes are dropped
     for chunk in chunks:
         buf = buf + chunk if buf else chunk
@@ -195,6 +249,9 @@ def _physical_lines(chunks: Iterable[bytes], max_bytes: int) -> Iterator[bytes |
             parts = buf.split(b"\n")
             buf = parts.pop()
             for part in parts:
+                if state is not None:
+                    base += len(part) + 1
+                    state.end, state.lines = base, state.lines + 1
                 if overflow or len(part) > max_bytes:
                     overflow = False
                     yield None
@@ -206,18 +263,25 @@ def _physical_lines(chunks: Iterable[bytes], max_bytes: int) -> Iterator[bytes |
                 if m.end() == end and m.group() == b"\r":
                     break  # a "\n" may open the next chunk: decide then
                 part = buf[start : m.start()]
+                if state is not None:
+                    state.end, state.lines = base + m.end(), state.lines + 1
                 if overflow or len(part) > max_bytes:
                     overflow = False
                     yield None
                 else:
                     yield part
                 start = m.end()
+            base += start
             buf = buf[start:]
         if len(buf) - buf.endswith(b"\r") > max_bytes:
             overflow = True
-            buf = b"\r" if buf.endswith(b"\r") else b""
+            kept = b"\r" if buf.endswith(b"\r") else b""
+            base += len(buf) - len(kept)
+            buf = kept
     if buf or overflow:
         last = buf[:-1] if buf.endswith(b"\r") else buf
+        if state is not None:
+            state.end, state.lines = base + len(buf), state.lines + 1
         yield None if overflow or len(last) > max_bytes else last
 
 
@@ -271,8 +335,8 @@ def _check_text(text: str, n: int, name: str, settings: Settings) -> Rejected | 
     return None
 
 
-def _read_txt(lines: Iterable[bytes | None], name: str, settings: Settings) -> Iterator[Item]:
-    for n, raw in enumerate(lines, 1):
+def _read_txt(lines: Iterable[bytes | None], name: str, settings: Settings, first_line: int = 1) -> Iterator[Item]:
+    for n, raw in enumerate(lines, first_line):
         text = _decode_line(raw, n, name, settings)
         if isinstance(text, Rejected):
             yield text
@@ -280,9 +344,9 @@ def _read_txt(lines: Iterable[bytes | None], name: str, settings: Settings) -> I
             yield _check_text(text, n, name, settings) or Record(n, text)
 
 
-def _read_jsonl(lines: Iterable[bytes | None], name: str, settings: Settings) -> Iterator[Item]:
+def _read_jsonl(lines: Iterable[bytes | None], name: str, settings: Settings, first_line: int = 1) -> Iterator[Item]:
     field = settings.text_column or "text"
-    for n, raw in enumerate(lines, 1):
+    for n, raw in enumerate(lines, first_line):
         line = _decode_line(raw, n, name, settings)
         if isinstance(line, Rejected):
             yield line
@@ -331,12 +395,18 @@ def _csv_text_lines(lines: Iterable[bytes | None]) -> Iterator[str]:
         yield _TOO_LONG + "\n" if raw is None else raw.decode("utf-8", "surrogateescape") + "\n"
 
 
-def _read_csv(lines: Iterable[bytes | None], name: str, settings: Settings) -> Iterator[Item]:
+def _read_csv(
+    lines: Iterable[bytes | None], name: str, settings: Settings, at: ChunkStart, state: ReadState | None
+) -> Iterator[Item]:
     reader = csv.reader(_csv_text_lines(lines), strict=True)
-    try:
-        header = next(reader)
-    except (StopIteration, csv.Error):
-        header = []
+    header = at.header
+    if header is None:
+        try:
+            header = next(reader)
+        except (StopIteration, csv.Error):
+            header = []
+    if state is not None:
+        state.header = header
     if not header or any(_TOO_LONG in h or _SURROGATE.search(h) for h in header):
         raise FileError(
             f"{name}: the first line must be a CSV header naming the columns (text, tweet or content; optional id)",
@@ -352,14 +422,15 @@ def _read_csv(lines: Iterable[bytes | None], name: str, settings: Settings) -> I
         raise FileError(f"{name} has no text column: its header is {header!r}; {hint}", "missing_text_column")
     id_at = columns.index("id") if "id" in columns else None
     width = len(header)
+    skipped = at.first_line - 1  # physical lines before this chunk
     while True:
-        start = reader.line_num + 1
+        start = reader.line_num + 1 + skipped
         try:
             row = next(reader)
         except StopIteration:
             return
         except csv.Error as exc:
-            end = reader.line_num
+            end = reader.line_num + skipped
             if "unexpected end of data" in str(exc):
                 yield Rejected(
                     start,

@@ -341,6 +341,9 @@ class LocalStorage:
         os.replace(tmp, path)
         return ""
 
+    def sink(self, bucket: str, key: str, content_type: str = "", part_size: int | None = None) -> "LocalSink":
+        return LocalSink(self._path(bucket, key))
+
     def concatenate(self, bucket: str, sources: list[str], key: str, content_type: str,
                     sizes: list[int] | None = None) -> str:
         path = self._path(bucket, key)
@@ -368,3 +371,35 @@ class LocalStorage:
         else:
             for info in list(self.list(bucket, prefix)):
                 self._path(bucket, info.key).unlink(missing_ok=True)
+
+
+class LocalSink(io.RawIOBase):
+    """`MultipartSink`'s behaviour for a local file: written to a temporary file, renamed into place on `commit()`."""
+
+    def __init__(self, path: Path):
+        super().__init__()
+        self._path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, self._tmp = tempfile.mkstemp(prefix=".tweetmood-", dir=path.parent)
+        self._file = os.fdopen(fd, "wb")
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        return self._file.write(data)
+
+    def end_row(self) -> bool:
+        return False
+
+    def flush_part(self, min_size: int) -> bool:
+        return False
+
+    def commit(self) -> None:
+        self._file.close()
+        os.replace(self._tmp, self._path)
+
+    def abort(self) -> None:
+        self._file.close()
+        if os.path.exists(self._tmp):
+            os.unlink(self._tmp)

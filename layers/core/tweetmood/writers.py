@@ -32,7 +32,7 @@ def _label_and_scores(labels: Sequence[str], probs: np.ndarray) -> tuple[str, fl
 class JsonlWriter:
     """`{"line", "id"?, "text", "label", "score", "scores", "model"}` or `{"line", "error", "message"}` per line."""
 
-    def __init__(self, sink: BinaryIO, labels: Sequence[str], model_version: str):
+    def __init__(self, sink: BinaryIO, labels: Sequence[str], model_version: str, header: bool = True):
         self._sink = sink
         self._labels = list(labels)
         self._model = model_version
@@ -57,12 +57,13 @@ class JsonlWriter:
 class CsvWriter:
     """A flat CSV: `line,id,text,label,score,score_<label>…,model,error,message` (id blank when absent)."""
 
-    def __init__(self, sink: BinaryIO, labels: Sequence[str], model_version: str):
+    def __init__(self, sink: BinaryIO, labels: Sequence[str], model_version: str, header: bool = True):
         self._text = io.TextIOWrapper(sink, encoding="utf-8", newline="", write_through=True)
         self._csv = csv.writer(self._text)
         self._labels = list(labels)
         self._model = model_version
-        self._csv.writerow(["line", "id", "text", "label", "score", *(f"score_{lb}" for lb in self._labels), "model", "error", "message"])
+        if header:
+            self._csv.writerow(["line", "id", "text", "label", "score", *(f"score_{lb}" for lb in self._labels), "model", "error", "message"])
 
     def write(self, item: Record | Rejected, probs: np.ndarray | None) -> str | None:
         """Write one row; returns the label for a scored row, None for an error row."""
@@ -80,10 +81,13 @@ class CsvWriter:
         self._text.detach()
 
 
-def make_writer(fmt: str, sink: BinaryIO, labels: Sequence[str], model_version: str) -> ResultWriter:
-    """The writer for OUTPUT_FORMAT `fmt` (jsonl or csv)."""
+def make_writer(
+    fmt: str, sink: BinaryIO, labels: Sequence[str], model_version: str, header: bool = True
+) -> ResultWriter:
+    """The writer for OUTPUT_FORMAT `fmt` (jsonl or csv); `header=False` leaves out CSV's header row
+    (a scale-out part after the first: the merged result has the header once)."""
     if fmt == "jsonl":
-        return JsonlWriter(sink, labels, model_version)
+        return JsonlWriter(sink, labels, model_version, header)
     if fmt == "csv":
-        return CsvWriter(sink, labels, model_version)
+        return CsvWriter(sink, labels, model_version, header)
     raise ValueError(f"unknown output format {fmt!r}; use jsonl or csv")
