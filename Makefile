@@ -43,9 +43,19 @@ demo: $(VENV)/.serve ## score the sample tweets on the embedded local S3 stack
 test: $(VENV)/.dev ## install everything from nothing and run the test suite
 	$(BIN)/python -m pytest -m "not slow" -q
 
+ASL_VALIDATOR := $(TOOLS)/npm/node_modules/.bin/asl-validator
+
+# Pinned; node_modules stays out of git under .tools/.
+$(ASL_VALIDATOR):
+	npm install --prefix $(TOOLS)/npm --no-audit --no-fund --silent 'asl-validator@4.0.0'
+
 # Skipped checks are named, with the reason, in template.yaml's Metadata; checkov runs offline.
-lint: $(TOOLS)/.ok ## cfn-lint (+ serverless rules), sam validate --lint, checkov, sam build
+# cfn-lint and sam validate do not look inside the state machine definitions: asl-validator checks them
+# after render.py fills their DefinitionSubstitutions with stand-in values.
+lint: $(TOOLS)/.ok $(ASL_VALIDATOR) ## cfn-lint (+ serverless rules), sam validate --lint, asl-validator, checkov, sam build
 	$(TOOLS)/bin/cfn-lint --append-rules cfn_lint_serverless.rules -- template.yaml
+	$(TOOLS)/bin/python statemachine/render.py .aws-sam/asl
+	for f in .aws-sam/asl/*.asl.json; do $(ASL_VALIDATOR) --json-path "$$f" || exit 1; done
 	SAM_CLI_TELEMETRY=0 $(TOOLS)/bin/sam validate --lint --region us-east-1
 	$(TOOLS)/bin/checkov --quiet --compact --skip-download --framework cloudformation -f template.yaml
 	$(MAKE) sam-build

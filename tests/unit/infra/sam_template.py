@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import re
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
@@ -22,16 +24,22 @@ PSEUDO = {
     "AWS::URLSuffix": "amazonaws.com",
 }
 BUCKET = "tweetmood-123456789012-us-east-1"
+# The functions that score from events and the schedule, and the three the score-file machine runs.
 FUNCTIONS = ("ScoreObjectFunction", "SweepPendingFunction")
+SCALE_OUT_FUNCTIONS = ("PlanRunFunction", "ScoreChunkFunction", "MergeRunFunction")
+ALL_FUNCTIONS = FUNCTIONS + SCALE_OUT_FUNCTIONS
+STATE_MACHINES = ("ScoreFileStateMachine", "BacklogStateMachine")
 DLQ_ARN = "<DeadLetterQueue.Arn>"
 ALLOWED_MANAGED_POLICIES = {
     "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
     "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess",
 }
-S3_READS = {"s3:GetObject"}
 S3_WRITES = {"s3:PutObject", "s3:AbortMultipartUpload"}
-# What the functions may read below the output prefix: manifests and claims, never the results.
-CONTROL_SUFFIXES = (".manifest.json", ".claim")
+# CloudWatch Logs vended delivery (state machine logging) takes no resource-level permissions: "*" only.
+LOG_DELIVERY = {
+    "logs:CreateLogDelivery", "logs:GetLogDelivery", "logs:UpdateLogDelivery", "logs:DeleteLogDelivery",
+    "logs:ListLogDeliveries", "logs:PutResourcePolicy", "logs:DescribeResourcePolicies", "logs:DescribeLogGroups",
+}
 
 _NO_VALUE = object()
 
@@ -46,7 +54,7 @@ def translate(sam: dict) -> dict:
     sam = copy.deepcopy(sam)
     for resource in sam["Resources"].values():
         props = resource.get("Properties", {})
-        for key in ("CodeUri", "ContentUri"):
+        for key in ("CodeUri", "ContentUri", "DefinitionUri"):
             if isinstance(props.get(key), str):
                 props[key] = "s3://artifacts/code.zip"
     translator = Translator(None, Parser(), boto_session=boto3.session.Session(region_name=PSEUDO["AWS::Region"]))
@@ -117,6 +125,8 @@ class Resolver:
                 return all(self(a) for a in arg)
             if fn == "Fn::Or":
                 return any(self(a) for a in arg)
+            if fn == "Fn::Contains":
+                return self(arg[1]) in self(arg[0])
             if fn == "Condition":
                 return self.conditions[arg]
         return {k: v for k, v in ((k, self(v)) for k, v in node.items()) if v is not _NO_VALUE}
@@ -126,10 +136,11 @@ def as_list(value: Any) -> list:
     return value if isinstance(value, list) else [value]
 
 
-def function_role(cfn: dict, function: str) -> str:
-    """The logical id of the IAM role a function runs as."""
-    role = cfn["Resources"][function]["Properties"]["Role"]
-    assert "Fn::GetAtt" in role, f"{function} uses an externally defined role {role}: it cannot be checked here"
+def role_of(cfn: dict, logical_id: str) -> str:
+    """The logical id of the IAM role a function (Role) or state machine (RoleArn) runs as."""
+    props = cfn["Resources"][logical_id]["Properties"]
+    role = props.get("Role") or props.get("RoleArn")
+    assert "Fn::GetAtt" in role, f"{logical_id} uses an externally defined role {role}: it cannot be checked here"
     return role["Fn::GetAtt"][0]
 
 
@@ -143,22 +154,89 @@ def role_statements(cfn: dict, resolve: Resolver, role: str) -> list[dict]:
     return statements
 
 
-def policy_problems(
-    statements: list[dict],
-    *,
-    bucket: str,
-    input_prefix: str,
-    output_prefix: str,
-    model_path: str | None = None,
-    dlq_arn: str = DLQ_ARN,
-) -> list[str]:
-    """What in `statements` reaches beyond the scoring contract (empty when least privilege holds).
+@dataclass(frozen=True)
+class Grants:
+    """What one role may do, as resource patterns; a statement is fine when each resource it names lies inside one.
 
-    Reads: below the input prefix, manifests and claims below the output prefix, the model path if set.
-    Writes: PutObject/AbortMultipartUpload below the output prefix only. ListBucket: only on the
-    bucket with an s3:prefix condition below the input or output prefix. No wildcard action,
-    no Delete, no NotAction/NotResource, nothing but sqs:SendMessage to the dead-letter queue.
+    "Inside" is glob matching of the granted ARN, read literally, against the pattern: `.../staging/*/parts/*`
+    lies inside `.../staging/*`, while `.../scored/*.claim*` does not lie inside `.../scored/*.claim`.
     """
+
+    reads: tuple[str, ...] = ()
+    writes: tuple[str, ...] = ()
+    deletes: tuple[str, ...] = ()
+    list_prefixes: tuple[str, ...] = ()
+    starts: tuple[str, ...] = ()
+    watches: tuple[str, ...] = ()
+    invokes: tuple[str, ...] = ()
+    dead_letters: tuple[str, ...] = ()
+    delivers_logs: bool = False
+
+
+def _inside(resource: str, patterns: tuple[str, ...]) -> bool:
+    return any(fnmatchcase(resource, p) for p in patterns)
+
+
+def expected_grants(resolve: Resolver, bucket: str) -> dict[str, Grants]:
+    """Least privilege of every role in the template, stated from the scoring contract (not read from it).
+
+    Events and schedule: read inputs, manifests and claims; write below the output prefix; start the machines.
+    PlanRun: read inputs, read and write staging. ScoreChunk: read inputs and staging, write parts.
+    MergeRun: read, list and delete staging, write results and manifests. The machines: invoke their own
+    functions, read their plan or backlog lists, run and watch their own child executions, deliver logs.
+    """
+    p = resolve.params
+    model_uri = p["ModelUri"]
+    model = (f"arn:aws:s3:::{model_uri.removeprefix('s3://')}*",) if model_uri else ()
+    objects, out = f"arn:aws:s3:::{bucket}/", p["OutputPrefix"]
+    inputs, staging = objects + p["InputPrefix"] + "*", objects + out + "staging/*"
+    control = (objects + out + "*.manifest.json", objects + out + "*.claim")
+    machine = "arn:aws:states:{}:{}:stateMachine:{}-{{}}".format(PSEUDO["AWS::Region"], PSEUDO["AWS::AccountId"], PSEUDO["AWS::StackName"])
+    children = machine.replace(":stateMachine:", ":execution:") + "/*"
+    return {
+        "ScoreObjectFunction": Grants(
+            reads=(inputs, *control, *model), writes=(objects + out + "*",), list_prefixes=(out + "*",),
+            starts=(machine.format("score-file"),), dead_letters=(DLQ_ARN,),
+        ),
+        "SweepPendingFunction": Grants(
+            reads=(inputs, *control, *model), writes=(objects + out + "*",), list_prefixes=(p["InputPrefix"] + "*", out + "*"),
+            starts=(machine.format("score-file"), machine.format("backlog")), dead_letters=(DLQ_ARN,),
+        ),
+        "PlanRunFunction": Grants(reads=(inputs, staging), writes=(staging,)),
+        "ScoreChunkFunction": Grants(reads=(inputs, staging, *model), writes=(objects + out + "staging/*/parts/*",)),
+        "MergeRunFunction": Grants(
+            reads=(staging,), writes=(objects + out + "results/*", objects + out + "manifests/*"), deletes=(staging,),
+            list_prefixes=(out + "staging/*",),
+        ),
+        "ScoreFileStateMachine": Grants(
+            reads=(objects + out + "staging/*/plan.json",),
+            invokes=("<PlanRunFunction.Arn>", "<ScoreChunkFunction.Arn>", "<MergeRunFunction.Arn>"),
+            starts=(machine.format("score-file"),), watches=(children.format("score-file"),), delivers_logs=True,
+        ),
+        "BacklogStateMachine": Grants(
+            reads=(objects + out + "staging/backlog-*.json",), invokes=("<ScoreObjectFunction.Arn>",),
+            starts=(machine.format("backlog"),), watches=(children.format("backlog"),), delivers_logs=True,
+        ),
+    }
+
+
+def policy_problems(statements: list[dict], grants: Grants, *, bucket: str) -> list[str]:
+    """What in `statements` reaches beyond `grants` (empty when least privilege holds).
+
+    No wildcard action, no NotAction/NotResource, a listing only on the bucket with an s3:prefix condition inside
+    the granted prefixes, and every other action only on resources inside what `grants` names for it.
+    """
+    by_action = {
+        "s3:GetObject": grants.reads,
+        "s3:DeleteObject": grants.deletes,
+        "states:StartExecution": grants.starts,
+        "states:DescribeExecution": grants.watches,
+        "states:StopExecution": grants.watches,
+        "lambda:InvokeFunction": grants.invokes,
+        "sqs:SendMessage": grants.dead_letters,
+        **{action: grants.writes for action in S3_WRITES},
+        **{action: ("*",) if grants.delivers_logs else () for action in LOG_DELIVERY},
+    }
     bucket_arn = f"arn:aws:s3:::{bucket}"
     problems = []
     for st in statements:
@@ -173,45 +251,27 @@ def policy_problems(
             bad = []
             if "*" in action:
                 bad.append(f"wildcard action {action}")
-            elif "delete" in action.lower():
-                bad.append(f"{action} deletes")
             elif action == "s3:ListBucket":
                 prefixes = as_list(st.get("Condition", {}).get("StringLike", {}).get("s3:prefix", []))
                 if resources != [bucket_arn]:
                     bad.append(f"{action} on {resources}, not just {bucket_arn}")
-                if not prefixes or not all(p.startswith((input_prefix, output_prefix)) for p in prefixes):
-                    bad.append(f"{action} is not limited by an s3:prefix condition to {input_prefix} or {output_prefix}")
-            elif action in S3_READS:
-                for r in resources:
-                    input_read = r.startswith(f"{bucket_arn}/{input_prefix}")
-                    manifest_read = r.startswith(f"{bucket_arn}/{output_prefix}") and r.endswith(CONTROL_SUFFIXES)
-                    model_read = model_path is not None and r == f"arn:aws:s3:::{model_path}*"
-                    if not (input_read or manifest_read or model_read):
-                        bad.append(f"{action} reads {r}")
-            elif action in S3_WRITES:
-                bad += [f"{action} writes {r}" for r in resources if not r.startswith(f"{bucket_arn}/{output_prefix}")]
-            elif action == "sqs:SendMessage":
-                bad += [f"{action} to {r}" for r in resources if r != dlq_arn]
+                if not prefixes or not all(_inside(x, grants.list_prefixes) for x in prefixes):
+                    bad.append(f"{action} is not limited by an s3:prefix condition to {list(grants.list_prefixes)}")
+            elif action not in by_action or not by_action[action]:
+                bad.append(f"{action} is not an action this role needs")
             else:
-                bad.append(f"{action} is not an action the functions need")
+                bad += [f"{action} on {r}" for r in resources if not _inside(r, by_action[action])]
             problems += [f"{where}: {b}" for b in bad]
     return problems
 
 
-def function_problems(cfn: dict, resolve: Resolver) -> dict[str, list[str]]:
-    """`policy_problems` for each function's role, with the template's own prefixes and model URI."""
-    model_uri = resolve.params["ModelUri"]
+def role_problems(cfn: dict, resolve: Resolver) -> dict[str, list[str]]:
+    """`policy_problems` for the role of each function and state machine, with the template's own parameters."""
     bucket = resolve(cfn["Resources"]["Bucket"]["Properties"]["BucketName"])
     found = {}
-    for function in FUNCTIONS:
-        role = function_role(cfn, function)
+    for logical_id, grants in expected_grants(resolve, bucket).items():
+        role = role_of(cfn, logical_id)
         managed = set(resolve(cfn["Resources"][role]["Properties"].get("ManagedPolicyArns", [])))
-        found[function] = [f"{role}: managed policy {arn}" for arn in sorted(managed - ALLOWED_MANAGED_POLICIES)]
-        found[function] += policy_problems(
-            role_statements(cfn, resolve, role),
-            bucket=bucket,
-            input_prefix=resolve.params["InputPrefix"],
-            output_prefix=resolve.params["OutputPrefix"],
-            model_path=model_uri.removeprefix("s3://") if model_uri else None,
-        )
+        found[logical_id] = [f"{role}: managed policy {arn}" for arn in sorted(managed - ALLOWED_MANAGED_POLICIES)]
+        found[logical_id] += policy_problems(role_statements(cfn, resolve, role), grants, bucket=bucket)
     return found

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sam_template import BUCKET, DLQ_ARN, FUNCTIONS
+from sam_template import ALL_FUNCTIONS, BUCKET, DLQ_ARN, FUNCTIONS
 
 pytestmark = pytest.mark.unit
 
@@ -45,7 +45,7 @@ def test_the_bucket_name_comes_from_the_stack_and_matches_the_functions_environm
         "Fn::Sub": "${AWS::StackName}-${AWS::AccountId}-${AWS::Region}"
     }
     assert bucket["BucketName"] == BUCKET
-    for function in FUNCTIONS:
+    for function in ALL_FUNCTIONS:
         assert resolve(cfn["Resources"][function]["Properties"]["Environment"])["Variables"]["BUCKET_NAME"] == BUCKET
 
 
@@ -81,7 +81,7 @@ def test_s3_may_invoke_the_scorer_only_from_this_account(cfn, resolve):
     assert all(p["SourceAccount"] == "123456789012" and p["FunctionName"] == "<ScoreObjectFunction>" for p in s3_permissions)
 
 
-@pytest.mark.parametrize("function", FUNCTIONS)
+@pytest.mark.parametrize("function", ALL_FUNCTIONS)
 def test_each_function_is_traced_capped_and_runs_on_python_312_with_three_layers(cfn, resolve, function):
     props = resolve(cfn["Resources"][function]["Properties"])
     assert props["TracingConfig"] == {"Mode": "Active"}
@@ -96,7 +96,7 @@ def test_only_one_sweep_runs_at_a_time_and_the_scorer_follows_its_parameter(cfn,
     assert cfn["Resources"]["ScoreObjectFunction"]["Properties"]["ReservedConcurrentExecutions"] == {"Ref": "ReservedConcurrency"}
 
 
-@pytest.mark.parametrize("function", FUNCTIONS)
+@pytest.mark.parametrize("function", ALL_FUNCTIONS)
 def test_each_function_logs_to_its_own_group_with_retention(cfn, resolve, function):
     log_group = cfn["Resources"][function]["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
     group = cfn["Resources"][log_group]
@@ -146,7 +146,14 @@ def test_the_functions_get_every_setting_the_core_reads(cfn, resolve):
         "POWERTOOLS_SERVICE_NAME": "tweetmood",
         "POWERTOOLS_METRICS_NAMESPACE": "tweetmood",
         "LOG_LEVEL": "INFO",
+        "INLINE_MAX_BYTES": "8388608",
+        "STATE_MACHINE_ARN": "arn:aws:states:us-east-1:123456789012:stateMachine:tweetmood-score-file",
+        "BACKLOG_STATE_MACHINE_ARN": "arn:aws:states:us-east-1:123456789012:stateMachine:tweetmood-backlog",
     }
+    sweep = resolve(cfn["Resources"]["SweepPendingFunction"]["Properties"]["Environment"])["Variables"]
+    assert sweep == env
+    plan = resolve(cfn["Resources"]["PlanRunFunction"]["Properties"]["Environment"])["Variables"]
+    assert plan["CHUNK_ROWS"] == "50000" and "STATE_MACHINE_ARN" not in plan
 
 
 def test_the_layers_build_from_their_folders(sam):
