@@ -1,0 +1,35 @@
+"""Lambda handler for the score-file machine's last states: merge a run's parts, or fail the run, via tweetmood.scaleout."""
+
+from __future__ import annotations
+
+import functools
+
+import boto3
+from aws_lambda_powertools import Logger, Tracer
+
+from tweetmood.scaleout import fail_run, merge_run
+from tweetmood.settings import Settings
+from tweetmood.storage import S3Storage
+
+logger = Logger()
+tracer = Tracer()
+
+
+@functools.cache
+def _dependencies():
+    """Built on the first invocation, reused while the container is warm; merging needs no model."""
+    return S3Storage(boto3.client("s3")), Settings.from_env()
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+def handler(event: dict, context) -> dict:
+    """`event` is plan_run's run (MergeRun) or {"action": "fail", "run", "error": {Error, Cause}} (FailRun)."""
+    storage, settings = _dependencies()
+    if event.get("action") == "fail":
+        error = event["error"]
+        summary = fail_run(storage, settings, event["run"], error.get("Error", "States.Unknown"), error.get("Cause", ""))
+    else:
+        summary = merge_run(storage, settings, event)
+    logger.info("run settled", extra=summary)
+    return summary
