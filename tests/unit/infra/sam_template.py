@@ -181,8 +181,9 @@ def expected_grants(resolve: Resolver, bucket: str) -> dict[str, Grants]:
     """Least privilege of every role in the template, stated from the scoring contract (not read from it).
 
     Events and schedule: read inputs, manifests and claims; write below the output prefix; start the machines.
-    PlanRun: read inputs, read and write staging. ScoreChunk: read inputs and staging, write parts.
-    MergeRun: read, list and delete staging, write results and manifests. The machines: invoke their own
+    PlanRun: read inputs, write staging. ScoreChunk: read inputs and inflated sources, write parts and counts.
+    MergeRun: read, list and delete staging; read and list manifests; write results and manifests; delete a
+    stale result when a run fails. The machines: invoke their own
     functions, read their plan or backlog lists, run and watch their own child executions, deliver logs.
     """
     p = resolve.params
@@ -202,11 +203,14 @@ def expected_grants(resolve: Resolver, bucket: str) -> dict[str, Grants]:
             reads=(inputs, *control, *model), writes=(objects + out + "*",), list_prefixes=(p["InputPrefix"] + "*", out + "*"),
             starts=(machine.format("score-file"), machine.format("backlog")), dead_letters=(DLQ_ARN,),
         ),
-        "PlanRunFunction": Grants(reads=(inputs, staging), writes=(staging,)),
-        "ScoreChunkFunction": Grants(reads=(inputs, staging, *model), writes=(objects + out + "staging/*/parts/*",)),
+        "PlanRunFunction": Grants(reads=(inputs,), writes=(staging,)),
+        "ScoreChunkFunction": Grants(
+            reads=(inputs, objects + out + "staging/*/source/*", *model),
+            writes=(objects + out + "staging/*/parts/*", objects + out + "staging/*/counts/*"),
+        ),
         "MergeRunFunction": Grants(
-            reads=(staging,), writes=(objects + out + "results/*", objects + out + "manifests/*"), deletes=(staging,),
-            list_prefixes=(out + "staging/*",),
+            reads=(staging, objects + out + "manifests/*"), writes=(objects + out + "results/*", objects + out + "manifests/*"),
+            deletes=(staging, objects + out + "results/*"), list_prefixes=(out + "staging/*", out + "manifests/*"),
         ),
         "ScoreFileStateMachine": Grants(
             reads=(objects + out + "staging/*/plan.json",),

@@ -107,27 +107,29 @@ def _grants(cfn, resolve, logical_id: str) -> dict[str, set[str]]:
 def test_the_scale_out_functions_can_do_their_job_and_nothing_more(cfn, resolve):
     objects = f"arn:aws:s3:::{BUCKET}/"
     assert _grants(cfn, resolve, "PlanRunFunction") == {
-        "s3:GetObject": {objects + "incoming/*", objects + "scored/staging/*"},
+        "s3:GetObject": {objects + "incoming/*"},
         "s3:PutObject": {objects + "scored/staging/*"},
         "s3:AbortMultipartUpload": {objects + "scored/staging/*"},
     }
+    chunk_writes = {objects + "scored/staging/*/parts/*", objects + "scored/staging/*/counts/*"}
     assert _grants(cfn, resolve, "ScoreChunkFunction") == {
-        "s3:GetObject": {objects + "incoming/*", objects + "scored/staging/*"},
-        "s3:PutObject": {objects + "scored/staging/*/parts/*"},
-        "s3:AbortMultipartUpload": {objects + "scored/staging/*/parts/*"},
+        "s3:GetObject": {objects + "incoming/*", objects + "scored/staging/*/source/*"},
+        "s3:PutObject": chunk_writes,
+        "s3:AbortMultipartUpload": chunk_writes,
     }
+    merge_writes = {objects + "scored/results/*", objects + "scored/manifests/*"}
     assert _grants(cfn, resolve, "MergeRunFunction") == {
-        "s3:GetObject": {objects + "scored/staging/*"},
+        "s3:GetObject": {objects + "scored/staging/*", objects + "scored/manifests/*"},
         "s3:ListBucket": {f"arn:aws:s3:::{BUCKET}"},
-        "s3:DeleteObject": {objects + "scored/staging/*"},
-        "s3:PutObject": {objects + "scored/results/*", objects + "scored/manifests/*"},
-        "s3:AbortMultipartUpload": {objects + "scored/results/*", objects + "scored/manifests/*"},
+        "s3:DeleteObject": {objects + "scored/staging/*", objects + "scored/results/*"},
+        "s3:PutObject": merge_writes,
+        "s3:AbortMultipartUpload": merge_writes,
     }
 
 
-def test_only_the_merge_deletes_and_only_staging_objects(cfn, resolve):
+def test_only_the_merge_deletes_and_only_staging_and_results(cfn, resolve):
     deleting = {r: g["s3:DeleteObject"] for r in ROLES if "s3:DeleteObject" in (g := _grants(cfn, resolve, r))}
-    assert deleting == {"MergeRunFunction": {f"arn:aws:s3:::{BUCKET}/scored/staging/*"}}
+    assert deleting == {"MergeRunFunction": {f"arn:aws:s3:::{BUCKET}/scored/staging/*", f"arn:aws:s3:::{BUCKET}/scored/results/*"}}
 
 
 def test_the_machines_invoke_their_own_functions_read_their_lists_and_run_only_their_own_children(cfn, resolve):
@@ -188,14 +190,18 @@ BAD_FOR_SOME = {
         {"Action": "s3:DeleteObject", "Resource": f"arn:aws:s3:::{BUCKET}/scored/staging/*"},
         ("ScoreObjectFunction", "PlanRunFunction", "ScoreChunkFunction", "ScoreFileStateMachine"),
     ),
-    "a delete of results by the merge": (
-        {"Action": "s3:DeleteObject", "Resource": f"arn:aws:s3:::{BUCKET}/scored/results/*"}, ("MergeRunFunction",),
+    "a delete of manifests by the merge": (
+        {"Action": "s3:DeleteObject", "Resource": f"arn:aws:s3:::{BUCKET}/scored/manifests/*"}, ("MergeRunFunction",),
     ),
+    "a plan reading staging": ({"Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{BUCKET}/scored/staging/*"}, ("PlanRunFunction",)),
     "a chunk writing results directly": (
         {"Action": "s3:PutObject", "Resource": f"arn:aws:s3:::{BUCKET}/scored/results/*"}, ("ScoreChunkFunction", "PlanRunFunction"),
     ),
     "a chunk writing the plan": (
         {"Action": "s3:PutObject", "Resource": f"arn:aws:s3:::{BUCKET}/scored/staging/*"}, ("ScoreChunkFunction",),
+    ),
+    "a chunk reading other chunks' parts": (
+        {"Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{BUCKET}/scored/staging/*"}, ("ScoreChunkFunction",),
     ),
     "the merge reading inputs": ({"Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{BUCKET}/incoming/*"}, ("MergeRunFunction",)),
     "a machine writing to the bucket": (
