@@ -111,7 +111,7 @@ def test_every_score_file_state_ends_in_fail_run_on_any_error(definitions):
 
 def test_the_chunk_map_reads_the_plan_runs_standard_children_and_tolerates_no_failure(definitions):
     states = definitions["ScoreFileStateMachine"]["States"]
-    assert states["PlanRun"]["ResultSelector"]["max_concurrency.$"] == "States.StringToJson('100')"
+    assert states["PlanRun"]["ResultSelector"]["max_concurrency.$"] == "States.StringToJson('250')"
     chunks = states["ScoreChunks"]
     assert chunks["ItemReader"] == {
         "Resource": "arn:aws:states:::s3:getObject",
