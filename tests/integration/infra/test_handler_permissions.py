@@ -41,7 +41,7 @@ def score_object_role(lambda_env, monkeypatch):
     """Credentials of an IAM user holding exactly ScoreObjectFunction's S3 statements from template.yaml."""
     cfn = sam_template.translate(sam_template.load_sam())
     resolve = sam_template.Resolver(cfn)
-    role = sam_template.function_role(cfn, "ScoreObjectFunction")
+    role = sam_template.role_of(cfn, "ScoreObjectFunction")
     statements = [
         {k: v for k, v in st.items() if k != "_policy"}
         for st in sam_template.role_statements(cfn, resolve, role)
