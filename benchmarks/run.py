@@ -156,7 +156,7 @@ def end_to_end(model_dir: Path, test_texts: list[str], lines: int, threads: int,
     code = ("import atexit, runpy, sys; from benchmarks.measure import peak_rss_mb; "
             f"atexit.register(lambda: open({str(rss_file)!r}, 'w').write(str(peak_rss_mb()))); "
             f"sys.argv = ['tweetmood', 'score', {str(src)!r}, '--output', {str(out)!r}, '--model', {str(model_dir)!r}]; "
-            "runpy.run_module('tweetmood.cli', run_name='__main__')")
+            "runpy.run_module('tweetmood_cli.cli', run_name='__main__')")
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "layers" / "core"), env.get("PYTHONPATH", "")])
     t = time.perf_counter()
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=ROOT)

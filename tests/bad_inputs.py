@@ -44,8 +44,8 @@ def _truncated_gzip() -> bytes:
 
 
 LONG_KEY = "incoming/" + "k" * (1024 - len("incoming/") - len(".txt")) + ".txt"  # 1024 bytes, S3's maximum
-# The longest input key whose manifest key (scored/… .jsonl.manifest.json) still fits in 1024 bytes.
-LONGEST_OK_KEY = "incoming/" + "k" * (1024 - len("scored/") - len(".txt.jsonl.manifest.json")) + ".txt"
+# The longest input key whose manifest key (scored/manifests/… .jsonl.manifest.json) still fits in 1024 bytes.
+LONGEST_OK_KEY = "incoming/" + "k" * (1024 - len("scored/manifests/") - len(".txt.jsonl.manifest.json")) + ".txt"
 ODD_KEY = "incoming/a b+c%20d/café ünï 日本 😀.txt"
 
 CASES = [

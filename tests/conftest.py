@@ -18,13 +18,13 @@ TEST_BUCKET = "tweetmood-test"
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
-    """A tiny random WordPiece model directory, rebuilt by `tweetmood.testing` (needs onnx;
+    """A tiny random WordPiece model directory, rebuilt by `tweetmood_cli.testing` (needs onnx;
     without it, the committed copy under tests/fixtures/tiny-model)."""
     try:
         import onnx  # noqa: F401
     except ImportError:
         return TINY_MODEL_FIXTURE
-    from tweetmood.testing import build_tiny_model
+    from tweetmood_cli.testing import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))
 
@@ -66,7 +66,7 @@ def s3(aws_credentials):
 @pytest.fixture(scope="session")
 def moto_server():
     """moto's threaded S3 server on a free 127.0.0.1 port; yields its endpoint URL."""
-    from tweetmood.localstack import LocalS3
+    from tweetmood_cli.localstack import LocalS3
 
     with LocalS3() as local:
         yield local.endpoint_url

@@ -1,4 +1,4 @@
-"""`tweetmood score FILE|s3://bucket/key` and `tweetmood demo`: the same service path the Lambda functions use."""
+"""`tweetmood score FILE|FOLDER|GLOB|s3://bucket/prefix/` and `tweetmood demo`: the core's code paths on a laptop."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from typing import Sequence
 from tweetmood.classifier import ModelError
 from tweetmood.settings import Settings, SettingsError
 
-# layers/core/tweetmood/cli.py -> layers/model/model: the shipped artifact in a checkout.
-REPO_MODEL_DIR = Path(__file__).resolve().parents[2] / "model" / "model"
+# cli/tweetmood_cli/cli.py -> layers/model/model: the shipped artifact in a checkout.
+REPO_MODEL_DIR = Path(__file__).resolve().parents[2] / "layers" / "model" / "model"
 
 
 def default_model_dir(settings: Settings, env=os.environ) -> str:
@@ -23,6 +23,14 @@ def default_model_dir(settings: Settings, env=os.environ) -> str:
     if (REPO_MODEL_DIR / "model.json").is_file():
         return str(REPO_MODEL_DIR)
     return settings.model_dir
+
+
+def machine_cores() -> int:
+    """The CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
 
 
 def _positive(value: str) -> int:
@@ -35,14 +43,20 @@ def _positive(value: str) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tweetmood", description="Score the emotions in files of tweets.")
     sub = parser.add_subparsers(dest="command", required=True)
-    score = sub.add_parser("score", help="score a local file or an s3://bucket/key")
-    score.add_argument("input", help="a .txt, .csv or .jsonl file (optionally .gz), local or s3://bucket/key")
-    score.add_argument("--output", help="where the results go (default: <input>.scored.jsonl, or the output key in S3)")
+    score = sub.add_parser("score", help="score local files or S3 objects")
+    score.add_argument("input", help="a .txt, .csv or .jsonl file (optionally .gz), a folder, a quoted glob such as "
+                                     "'data/*.csv', s3://bucket/key or s3://bucket/prefix/")
+    score.add_argument("--output", help="where results go: a file for one local input, a folder for several "
+                                        "(default: <input>.scored.jsonl beside each input, or the output key in S3)")
     score.add_argument("--format", choices=("jsonl", "csv"), help="result format (default: OUTPUT_FORMAT or jsonl)")
     score.add_argument("--model", help="model directory (default: MODEL_DIR, else layers/model/model, else /opt/model)")
     score.add_argument("--endpoint-url", help="S3 endpoint, e.g. http://127.0.0.1:5000 for a local stack")
     score.add_argument("--batch-size", type=_positive, help="tweets per model call (default: BATCH_SIZE or 64)")
+    score.add_argument("--workers", type=_positive, default=None,
+                       help=f"processes scoring chunks at once (default: this machine's cores, {machine_cores()})")
+    score.add_argument("--threads", type=_positive, default=1, help="onnxruntime threads per worker (default 1)")
     score.add_argument("--force", action="store_true", help="score an S3 object again even if its manifest is complete")
+    score.add_argument("--quiet", action="store_true", help="no progress bar")
     sub.add_parser("demo", help="score the sample tweets on an embedded local S3 through the real Lambda handler")
     return parser
 
@@ -55,17 +69,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"tweetmood: {exc}", file=sys.stderr)
         return 2
     if args.command == "demo":
-        from tweetmood.localstack import run_demo
+        from tweetmood_cli.localstack import run_demo
 
         return run_demo()
     return _score(args, settings)
 
 
 def _score(args: argparse.Namespace, settings: Settings) -> int:
-    from tweetmood import service
-    from tweetmood.model_store import load_classifier
+    from botocore.exceptions import BotoCoreError, ClientError
 
-    overrides = {"model_dir": args.model or default_model_dir(settings)}
+    from tweetmood.model_store import load_classifier
+    from tweetmood.storage import ObjectGone
+    from tweetmood_cli import jobs
+
+    overrides: dict = {"model_dir": args.model or default_model_dir(settings), "ort_threads": args.threads}
     if args.model:
         overrides["model_uri"] = None
     if args.format:
@@ -73,64 +90,24 @@ def _score(args: argparse.Namespace, settings: Settings) -> int:
     if args.batch_size:
         overrides["batch_size"] = args.batch_size
     settings = dataclasses.replace(settings, **overrides)
+    workers = args.workers or machine_cores()
     try:
-        classifier = load_classifier(settings)
+        load_classifier(settings)  # fail before any work when the model is missing
     except ModelError as exc:
         print(f"tweetmood: {exc}\n  (no trained model yet? try --model tests/fixtures/tiny-model)", file=sys.stderr)
         return 2
-    from botocore.exceptions import BotoCoreError, ClientError
-
     try:
         if args.input.startswith("s3://"):
-            manifest, where = _score_s3(args, settings, classifier)
+            results = jobs.score_s3(args.input, settings, workers=workers, endpoint_url=args.endpoint_url,
+                                    force=args.force, output=args.output, progress=not args.quiet)
         else:
-            manifest, where = _score_local(args, settings, classifier)
-    except (ValueError, OSError, service.ObjectGone, BotoCoreError, ClientError) as exc:
+            results = jobs.score_local(args.input, settings, workers=workers, output=args.output,
+                                       progress=not args.quiet)
+    except (ValueError, OSError, ObjectGone, BotoCoreError, ClientError) as exc:
         print(f"tweetmood: {exc}", file=sys.stderr)
         return 2
-    print(manifest.summary())
-    print(f"  output:   {where}\n  manifest: {service.manifest_key_for(where)}")
-    return 0 if manifest.complete else 1
-
-
-def _split_s3(uri: str) -> tuple[str, str]:
-    bucket, _, key = uri[len("s3://") :].partition("/")
-    if not bucket or not key:
-        raise ValueError(f"{uri} should look like s3://bucket/key")
-    return bucket, key
-
-
-def _score_s3(args: argparse.Namespace, settings: Settings, classifier):
-    import boto3
-
-    from tweetmood import service
-
-    bucket, key = _split_s3(args.input)
-    if key.startswith(settings.output_prefix):
-        raise ValueError(f"{args.input} is under OUTPUT_PREFIX={settings.output_prefix!r}: it is a result, not an input")
-    if args.output:
-        out_bucket, output_key = _split_s3(args.output) if args.output.startswith("s3://") else ("", "")
-        if out_bucket != bucket:
-            raise ValueError(f"--output must be s3://{bucket}/{settings.output_prefix}… for an S3 input")
-    elif key.startswith(settings.input_prefix):
-        output_key = service.output_key_for(key, settings)
-    else:
-        output_key = f"{settings.output_prefix}{key}.{settings.output_format}"
-    s3 = boto3.client("s3", endpoint_url=args.endpoint_url)
-    manifest = service.score_s3_object(
-        s3, bucket, key, settings=settings, classifier=classifier, output_key=output_key, force=args.force
-    )
-    return manifest, f"s3://{bucket}/{manifest.output_key}"
-
-
-def _score_local(args: argparse.Namespace, settings: Settings, classifier):
-    from tweetmood import service
-
-    path = Path(args.input)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is not a file")
-    output = Path(args.output) if args.output else path.with_name(f"{path.name}.scored.{settings.output_format}")
-    return service.score_file(path, output, classifier=classifier, settings=settings), str(output)
+    jobs.print_results(results)
+    return 0 if all(r.manifest.complete for r in results) else 1
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 from urllib.parse import quote_plus
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO / "samples"
 HANDLER_FILE = REPO / "functions" / "score_object" / "app.py"
 SHIPPED_MODEL = REPO / "layers" / "model" / "model"
@@ -235,39 +235,13 @@ def _shown(path: Path) -> Path:
 
 def _deliver(events: list[dict], log_file: Path, tqdm) -> list[Any]:
     """Call the real handler once per event; its own logs (JSON lines, EMF metrics) go to a file."""
-    from tweetmood.service import handle_s3_event
-
     responses = []
     with open(log_file, "w", encoding="utf-8") as log, contextlib.redirect_stdout(log):
-        if HANDLER_FILE.is_file():
-            handler = load_handler(HANDLER_FILE)
-            via = f"handler {HANDLER_FILE.relative_to(REPO)}"
-        else:
-            handler = _direct_handler(handle_s3_event)
-            via = "tweetmood.service.handle_s3_event directly (functions/score_object/app.py does not exist yet)"
-        print(f"delivering events to {via}", file=sys.stderr)
+        handler = load_handler(HANDLER_FILE)
+        print(f"delivering events to handler {HANDLER_FILE.relative_to(REPO)}", file=sys.stderr)
         for event in tqdm(events, desc="S3 events", unit="event", file=sys.stderr):
             responses.append(handler(event, FakeLambdaContext()))
     return responses
-
-
-def _direct_handler(handle_s3_event):
-    from tweetmood.model_store import load_classifier
-    from tweetmood.settings import Settings
-
-    def handler(event: dict, context: FakeLambdaContext) -> dict:
-        import boto3
-
-        settings = Settings.from_env()
-        return handle_s3_event(
-            event,
-            s3=boto3.client("s3"),
-            settings=settings,
-            classifier=load_classifier(settings),
-            remaining_ms=context.get_remaining_time_in_millis,
-        )
-
-    return handler
 
 
 def _download_results(s3, out_dir: Path) -> list:
@@ -312,9 +286,13 @@ def _print_report(manifests: list, out_dir: Path, last_response: Any, OutputMani
         counts = {k: len(v) for k, v in last_response.items() if isinstance(v, list)}
         print(f"the first event, delivered again (Lambda delivers at least once): {counts}")
     rel = _shown(out_dir)
-    first = next((m.output_key for m in sorted(manifests, key=lambda m: m.source_key) if m.complete), None)
-    print(f"\nresults: {rel}/{OUTPUT_PREFIX} (one .jsonl and one .manifest.json per input)")
+    first = next((m for m in sorted(manifests, key=lambda m: m.source_key) if m.complete), None)
+    print(f"\nresults: {rel}/{OUTPUT_PREFIX}results/, manifests: {rel}/{OUTPUT_PREFIX}manifests/ (one each per input)")
     if first:
-        print(f"  head '{rel}/{first}'")
-        print(f"  jq -c '{{line, label, score, text}}' '{rel}/{first}'")
-        print(f"  jq . '{rel}/{first}.manifest.json'")
+        from tweetmood.keys import manifest_key_for
+        from tweetmood.settings import Settings
+
+        manifest_key = manifest_key_for(first.source_key, Settings(input_prefix=INPUT_PREFIX, output_prefix=OUTPUT_PREFIX))
+        print(f"  head '{rel}/{first.output_key}'")
+        print(f"  jq -c '{{line, label, score, text}}' '{rel}/{first.output_key}'")
+        print(f"  jq . '{rel}/{manifest_key}'")

@@ -1,4 +1,4 @@
-"""Lambda handler for S3 uploads: score every object the notification names, via tweetmood.service."""
+"""Lambda handler for S3 uploads and backlog items: score small inputs inline, start the state machine for big ones."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import functools
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 
-from tweetmood.lambda_support import add_summary_metrics, build_dependencies
-from tweetmood.service import handle_s3_event
+from tweetmood.lambda_support import add_summary_metrics, build_router_dependencies
+from tweetmood.service import BACKLOG_ITEM, handle_s3_event
 
 logger = Logger()
 metrics = Metrics()
@@ -22,23 +22,23 @@ class FilesNotScored(RuntimeError):
 @functools.cache
 def _dependencies():
     """Built on the first invocation, reused while the container is warm."""
-    return build_dependencies()
+    return build_router_dependencies()
 
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict, context) -> dict:
-    s3, settings, classifier = _dependencies()
+    storage, settings, classifier, machines = _dependencies()
     summary = handle_s3_event(
-        event, s3=s3, settings=settings, classifier=classifier,
+        event, storage=storage, settings=settings, classifier=classifier, machines=machines,
         remaining_ms=context.get_remaining_time_in_millis, request_id=context.aws_request_id,
     )
     add_summary_metrics(metrics, summary)
     # A bad file is settled by its failed manifest; only failures another try may fix are worth a retry.
-    # Files in progress are someone else's (a concurrent delivery) or the sweep's (a checkpoint).
+    # Files in progress are another delivery's. A backlog item is never raised: the next sweep retries it.
     unsettled = [f"{k}: not reached before the timeout" for k in summary["remaining"]]
     unsettled += [f"{f['key']}: {f['reason']}" for f in summary["failed"] if f["retryable"]]
-    if unsettled:
+    if unsettled and BACKLOG_ITEM not in event:
         raise FilesNotScored("retrying the event for " + "; ".join(unsettled))
     return summary

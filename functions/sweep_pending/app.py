@@ -1,4 +1,4 @@
-"""Lambda handler for the schedule: score inputs that have no settled manifest, via tweetmood.service."""
+"""Lambda handler for the schedule: score (or hand on) inputs that have no settled manifest, via tweetmood.service."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import functools
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 
-from tweetmood.lambda_support import add_summary_metrics, build_dependencies
+from tweetmood.lambda_support import add_summary_metrics, build_router_dependencies
 from tweetmood.service import sweep_pending
 
 logger = Logger()
@@ -18,16 +18,16 @@ tracer = Tracer()
 @functools.cache
 def _dependencies():
     """Built on the first invocation, reused while the container is warm."""
-    return build_dependencies()
+    return build_router_dependencies()
 
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict, context) -> dict:
-    s3, settings, classifier = _dependencies()
+    storage, settings, classifier, machines = _dependencies()
     summary = sweep_pending(
-        s3=s3, settings=settings, classifier=classifier,
+        storage=storage, settings=settings, classifier=classifier, machines=machines,
         remaining_ms=context.get_remaining_time_in_millis, request_id=context.aws_request_id,
     )
     add_summary_metrics(metrics, summary)

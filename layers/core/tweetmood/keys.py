@@ -14,6 +14,7 @@ Every other module gets keys only from these functions.
 
 from __future__ import annotations
 
+from tweetmood.readers import input_format
 from tweetmood.settings import Settings
 
 RESULTS, MANIFESTS, CLAIMS, STAGING = "results/", "manifests/", "claims/", "staging/"
@@ -95,3 +96,27 @@ def legacy_manifest_key_for(key: str, settings: Settings) -> str:
 def longest_key_bytes(key: str, settings: Settings) -> int:
     """Bytes of the longest key written for input `key` (its manifest's), to check against S3's limit."""
     return len(manifest_key_for(key, settings).encode("utf-8"))
+
+
+def is_scoreable_key(key: str, size: int | None, settings: Settings) -> tuple[bool, str]:
+    """Whether an object should be scored, and if not, why (for the skip list)."""
+    if not key or key.endswith("/"):
+        return False, f"{key!r} is a folder marker, not a file"
+    if key.startswith(settings.output_prefix):
+        return False, f"{key} is under OUTPUT_PREFIX={settings.output_prefix!r}: results are never scored again"
+    if not key.startswith(settings.input_prefix):
+        return False, f"{key} is outside INPUT_PREFIX={settings.input_prefix!r}; upload it below that prefix"
+    if ".." in key.split("/"):
+        return False, f"{key} has a '..' path segment; rename it"
+    if size == 0:
+        return False, f"{key} is a zero-byte object: there is nothing to score"
+    if input_format(key) is None:
+        return False, f"{key} is not .txt, .csv or .jsonl (optionally .gz); it was left alone"
+    longest = longest_key_bytes(key, settings)
+    if longest > S3_MAX_KEY_BYTES:
+        limit = len(key.encode("utf-8")) - (longest - S3_MAX_KEY_BYTES)
+        return False, (
+            f"{key[:60]}… is too long: its result's manifest key would be {longest} bytes, over S3's "
+            f"{S3_MAX_KEY_BYTES}; rename it to at most {limit} bytes (UTF-8)"
+        )
+    return True, ""

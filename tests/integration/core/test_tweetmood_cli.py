@@ -10,12 +10,20 @@ import boto3
 import orjson
 import pytest
 
-from tweetmood.cli import main
+from tweetmood.keys import manifest_key_for, output_key_for
 from tweetmood.manifest import OutputManifest
+from tweetmood.settings import Settings
+from tweetmood_cli.cli import main
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[3]
 EVENT_FILES = sorted((REPO / "events").glob("*.json"))
+SETTINGS = Settings()
+TIMING = ("started", "finished", "duration_s", "tweets_per_s", "model_s")
+
+
+def without_timing(path: Path) -> dict:
+    return {k: v for k, v in orjson.loads(path.read_bytes()).items() if k not in TIMING}
 
 
 def test_score_a_local_file_beside_the_input(tmp_path, tiny_model_dir, capsys):
@@ -28,6 +36,59 @@ def test_score_a_local_file_beside_the_input(tmp_path, tiny_model_dir, capsys):
     assert manifest.rows_read == manifest.rows_scored + manifest.rows_rejected == 3
     out = capsys.readouterr().out
     assert "complete" in out and "scored 2, rejected 1" in out and "tweets.txt.scored.jsonl" in out
+
+
+def folder_of_files(root: Path, n: int) -> Path:
+    (root / "in" / "sub").mkdir(parents=True)
+    for i in range(n):
+        lines = [f"tweet {i}.{j} {'so happy' if j % 2 else 'quite sad'}" for j in range(40 + i)]
+        lines[3] = ""
+        where = root / "in" / ("sub" if i % 2 else "") / f"f{i}.txt"
+        where.write_text("\n".join(lines), encoding="utf-8")
+    (root / "in" / "notes.md").write_text("not an input")
+    return root / "in"
+
+
+def test_score_a_folder_with_two_workers_equals_one_worker(tmp_path, tiny_model_dir, capsys):
+    folder = folder_of_files(tmp_path, 6)
+    base = ["--model", str(tiny_model_dir), "--batch-size", "4", "--quiet"]
+    assert main(["score", str(folder), "--workers", "1", "--output", str(tmp_path / "one"), *base]) == 0
+    assert main(["score", str(folder), "--workers", "2", "--output", str(tmp_path / "two"), *base]) == 0
+    one = sorted(p.relative_to(tmp_path / "one") for p in (tmp_path / "one").rglob("*") if p.is_file())
+    two = sorted(p.relative_to(tmp_path / "two") for p in (tmp_path / "two").rglob("*") if p.is_file())
+    assert one == two and len(one) == 12 and Path("sub/f1.txt.scored.jsonl") in one
+    for rel in one:
+        if rel.name.endswith(".manifest.json"):
+            a, b = without_timing(tmp_path / "one" / rel), without_timing(tmp_path / "two" / rel)
+            assert a == {**b, "output_key": a["output_key"]} and a["rows_read"] >= 40
+        else:
+            assert (tmp_path / "one" / rel).read_bytes() == (tmp_path / "two" / rel).read_bytes()
+    assert "6 inputs: 6 complete" in capsys.readouterr().out
+
+
+def test_score_a_glob_scores_only_the_matching_files_beside_them(tmp_path, tiny_model_dir):
+    folder = folder_of_files(tmp_path, 4)
+    assert main(["score", str(folder / "**" / "f[12].txt"), "--model", str(tiny_model_dir), "--workers", "2",
+                 "--quiet"]) == 0
+    assert sorted(p.name for p in folder.rglob("*.scored.jsonl")) == ["f1.txt.scored.jsonl", "f2.txt.scored.jsonl"]
+    # a second run over the folder leaves the results of the first alone
+    assert main(["score", str(folder), "--model", str(tiny_model_dir), "--workers", "2", "--quiet"]) == 0
+    assert len(list(folder.rglob("*.scored.jsonl"))) == 4
+
+
+def test_a_big_file_with_two_workers_is_byte_identical_to_one_worker(tmp_path, tiny_model_dir, monkeypatch):
+    source = tmp_path / "big.csv"
+    rows = ["id,text"] + [f'{i},"tweet {i}\nwith a second line"' if i % 5 == 0 else f"{i},tweet {i} so glad"
+                          for i in range(3000)]
+    source.write_text("\n".join(rows), encoding="utf-8")
+    monkeypatch.setenv("CHUNK_ROWS", "300")
+    base = ["score", str(source), "--model", str(tiny_model_dir), "--batch-size", "4", "--format", "csv", "--quiet"]
+    assert main([*base, "--workers", "1", "--output", str(tmp_path / "one.csv")]) == 0
+    assert main([*base, "--workers", "2", "--output", str(tmp_path / "two.csv")]) == 0
+    assert (tmp_path / "one.csv").read_bytes() == (tmp_path / "two.csv").read_bytes()
+    a, b = without_timing(tmp_path / "one.csv.manifest.json"), without_timing(tmp_path / "two.csv.manifest.json")
+    assert a == {**b, "output_key": a["output_key"]}
+    assert not list(tmp_path.glob(".tweetmood-staging-*"))
 
 
 def test_score_to_csv_at_a_chosen_path(tmp_path, tiny_model_dir):
@@ -59,12 +120,30 @@ def test_score_an_s3_object_through_a_local_endpoint(moto_server, aws_credential
     s3.put_object(Bucket="cli-bucket", Key="incoming/day one/tweets.csv", Body=b"text,id\n\"hi, there\",5\n")
     args = ["score", "s3://cli-bucket/incoming/day one/tweets.csv", "--endpoint-url", moto_server, "--model", str(tiny_model_dir)]
     assert main(args) == 0
-    body = s3.get_object(Bucket="cli-bucket", Key="scored/day one/tweets.csv.jsonl")["Body"].read()
+    key = "incoming/day one/tweets.csv"
+    body = s3.get_object(Bucket="cli-bucket", Key=output_key_for(key, SETTINGS))["Body"].read()
     assert orjson.loads(body)["id"] == "5" and orjson.loads(body)["text"] == "hi, there"
-    manifest = json.loads(s3.get_object(Bucket="cli-bucket", Key="scored/day one/tweets.csv.jsonl.manifest.json")["Body"].read())
+    manifest = json.loads(s3.get_object(Bucket="cli-bucket", Key=manifest_key_for(key, SETTINGS))["Body"].read())
     assert manifest["status"] == "complete" and manifest["rows_read"] == manifest["rows_scored"] == 1
-    assert "s3://cli-bucket/scored/day one/tweets.csv.jsonl" in capsys.readouterr().out
+    assert f"s3://cli-bucket/{output_key_for(key, SETTINGS)}" in capsys.readouterr().out
     assert main(args) == 0 and "already scored" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_score_an_s3_prefix_with_one_or_two_workers(moto_server, aws_credentials, tiny_model_dir, workers):
+    s3 = boto3.client("s3", endpoint_url=moto_server, region_name="us-east-1")
+    bucket = f"cli-prefix-{workers}"
+    s3.create_bucket(Bucket=bucket)
+    for i in range(3):
+        s3.put_object(Bucket=bucket, Key=f"incoming/day/{i}.txt", Body=b"happy\nsad\n" * (i + 1))
+    args = ["score", f"s3://{bucket}/incoming/day/", "--endpoint-url", moto_server, "--model", str(tiny_model_dir),
+            "--workers", workers, "--quiet"]
+    assert main(args) == 0
+    for i in range(3):
+        manifest = json.loads(s3.get_object(Bucket=bucket, Key=manifest_key_for(f"incoming/day/{i}.txt", SETTINGS))
+                              ["Body"].read())
+        assert manifest["status"] == "complete" and manifest["rows_read"] == 2 * (i + 1)
+    assert not s3.list_objects_v2(Bucket=bucket, Prefix="scored/staging/").get("Contents")
 
 
 def test_an_s3_key_outside_the_input_prefix_is_scored_below_the_output_prefix(moto_server, aws_credentials, tiny_model_dir):
@@ -72,11 +151,11 @@ def test_an_s3_key_outside_the_input_prefix_is_scored_below_the_output_prefix(mo
     s3.create_bucket(Bucket="cli-bucket2")
     s3.put_object(Bucket="cli-bucket2", Key="archive/old.txt", Body=b"hello\n")
     assert main(["score", "s3://cli-bucket2/archive/old.txt", "--endpoint-url", moto_server, "--model", str(tiny_model_dir)]) == 0
-    assert s3.head_object(Bucket="cli-bucket2", Key="scored/archive/old.txt.jsonl.manifest.json")
+    assert s3.head_object(Bucket="cli-bucket2", Key=manifest_key_for("archive/old.txt", Settings(input_prefix="")))
 
 
 def test_the_demo_scores_every_sample_through_the_handler(tmp_path, monkeypatch, capsys):
-    from tweetmood import localstack
+    from tweetmood_cli import localstack
 
     monkeypatch.setattr(localstack, "SHIPPED_MODEL", tmp_path / "no-shipped-model")  # always the tiny model
     assert localstack.run_demo(out_dir=tmp_path / "demo") == 0
@@ -95,7 +174,7 @@ def test_every_shared_s3_event_is_scored_or_skipped_with_a_reason(path, load_eve
     from urllib.parse import unquote_plus
 
     from tweetmood.service import handle_s3_event
-    from tweetmood.settings import Settings
+    from tweetmood.storage import S3Storage
 
     event = load_event(path.stem)
     records = [r for r in event.get("Records", []) if "s3" in r]
@@ -108,14 +187,15 @@ def test_every_shared_s3_event_is_scored_or_skipped_with_a_reason(path, load_eve
         key = unquote_plus(record["s3"]["object"]["key"])
         body = b"text\nhello world\n"
         s3.put_object(Bucket=bucket, Key=key, Body=gzip.compress(body) if key.endswith(".gz") else body)
-    summary = handle_s3_event(event, s3=s3, settings=Settings(), classifier=tiny_classifier, remaining_ms=lambda: 600_000)
+    summary = handle_s3_event(event, storage=S3Storage(s3), settings=Settings(), classifier=tiny_classifier,
+                              remaining_ms=lambda: 600_000)
     assert summary["failed"] == []
     assert len(summary["scored"]) + len(summary["skipped"]) == len(records)
     assert all(s["reason"] for s in summary["skipped"])
 
 
 def test_an_unreachable_endpoint_is_reported_without_a_traceback(aws_credentials, tiny_model_dir, capsys):
-    from tweetmood.localstack import free_port
+    from tweetmood_cli.localstack import free_port
 
     url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     args = ["score", "s3://b/incoming/x.txt", "--endpoint-url", url, "--model", str(tiny_model_dir)]

@@ -9,10 +9,12 @@ import orjson
 import pytest
 
 from bad_inputs import CASES, Case
-from tweetmood.localstack import s3_object_created_event
+from tweetmood_cli.localstack import s3_object_created_event
 from tweetmood.manifest import OutputManifest
-from tweetmood.service import handle_s3_event, manifest_key_for, output_key_for
+from tweetmood.keys import manifest_key_for, output_key_for
+from tweetmood.service import handle_s3_event
 from tweetmood.settings import Settings
+from tweetmood.storage import S3Storage
 
 pytestmark = pytest.mark.integration
 BUCKET = "tweetmood-test"
@@ -33,7 +35,7 @@ def test_each_bad_upload_is_scored_failed_with_a_reason_or_skipped_with_one(case
     before = keys_under(s3, settings.output_prefix)
     event = s3_object_created_event(BUCKET, [(case.key, len(body), etag)])
 
-    summary = handle_s3_event(event, s3=s3, settings=settings, classifier=tiny_classifier, remaining_ms=lambda: 600_000)
+    summary = handle_s3_event(event, storage=S3Storage(s3), settings=settings, classifier=tiny_classifier, remaining_ms=lambda: 600_000)
     json.dumps(summary)
 
     if case.skip:
@@ -43,7 +45,7 @@ def test_each_bad_upload_is_scored_failed_with_a_reason_or_skipped_with_one(case
         return
     output_key = output_key_for(case.key, settings)
     manifest = OutputManifest.from_json(
-        s3.get_object(Bucket=BUCKET, Key=manifest_key_for(output_key))["Body"].read()
+        s3.get_object(Bucket=BUCKET, Key=manifest_key_for(case.key, settings))["Body"].read()
     )
     assert manifest.source_key == case.key and manifest.source_etag == etag.strip('"')
     assert manifest.rows_read == manifest.rows_scored + manifest.rows_rejected

@@ -12,11 +12,14 @@ from moto.core.botocore_stubber import MockRawResponse
 from faults import (
     BUCKET, THROTTLED, BreakingBody, FaultyS3, client_error, get, jsonl, keys_under, pending_uploads, put, tweets,
 )
-from tweetmood import service
-from tweetmood.localstack import s3_object_created_event
+from tweetmood import storage
+from tweetmood.inline import read_manifest
+from tweetmood.keys import claim_key_for, manifest_key_for, output_key_for
 from tweetmood.manifest import OutputManifest
-from tweetmood.service import handle_s3_event, read_manifest, sweep_pending
+from tweetmood.service import handle_s3_event, sweep_pending
 from tweetmood.settings import Settings
+from tweetmood.storage import S3Storage
+from tweetmood_cli.localstack import s3_object_created_event
 
 pytestmark = pytest.mark.integration
 SETTINGS = Settings(bucket=BUCKET)
@@ -27,22 +30,22 @@ N = 3000
 @pytest.fixture
 def small_parts(monkeypatch):
     """64 KiB parts (and S3's part minimum lowered to match in moto), so a few thousand rows span many parts."""
-    monkeypatch.setattr(service, "PART_SIZE", 64 << 10)
-    monkeypatch.setattr(service, "MIN_PART_SIZE", 16 << 10)
+    monkeypatch.setattr(storage, "PART_SIZE", 64 << 10)
+    monkeypatch.setattr(storage, "MIN_PART_SIZE", 16 << 10)
     monkeypatch.setattr(moto.s3.models, "S3_UPLOAD_PART_MIN_SIZE", 1 << 10)
 
 
 def deliver(s3, obj, classifier, settings=SETTINGS) -> dict:
-    return handle_s3_event(s3_object_created_event(BUCKET, [obj]), s3=s3, settings=settings, classifier=classifier,
+    return handle_s3_event(s3_object_created_event(BUCKET, [obj]), storage=S3Storage(s3), settings=settings, classifier=classifier,
                            remaining_ms=PLENTY)
 
 
 def manifest(s3, key: str) -> OutputManifest:
-    return read_manifest(s3, BUCKET, f"scored/{key.removeprefix('incoming/')}.jsonl.manifest.json")
+    return read_manifest(S3Storage(s3), BUCKET, key, SETTINGS)
 
 
 def assert_full_result(s3, key: str, n: int, etag: str) -> None:
-    rows = jsonl(get(s3, f"scored/{key.removeprefix('incoming/')}.jsonl"))
+    rows = jsonl(get(s3, output_key_for(key, SETTINGS)))
     assert [r["line"] for r in rows] == list(range(1, n + 1))
     m = manifest(s3, key)
     assert m.status == "complete" and m.source_etag == etag.strip('"') and m.rows_read == n
@@ -58,9 +61,9 @@ def test_a_body_that_breaks_mid_stream_leaves_nothing_and_a_retry_scores_it_all(
 
     (failed,) = summary["failed"]
     assert failed["retryable"] and "ReadTimeoutError" in failed["reason"] and "attempt 1 of 3" in failed["reason"]
-    assert keys_under(s3, "scored/") == ["scored/broken.txt.jsonl.claim", "scored/broken.txt.jsonl.manifest.json"]
+    assert keys_under(s3, "scored/") == [claim_key_for(obj[0], SETTINGS), manifest_key_for(obj[0], SETTINGS)]
     assert manifest(s3, obj[0]).retryable and pending_uploads(s3) == []
-    assert orjson.loads(get(s3, "scored/broken.txt.jsonl.claim"))["state"] == "released"
+    assert orjson.loads(get(s3, claim_key_for("incoming/broken.txt", SETTINGS)))["state"] == "released"
 
     retried = deliver(s3, obj, tiny_classifier)
 
@@ -72,21 +75,21 @@ def test_a_body_that_breaks_mid_stream_leaves_nothing_and_a_retry_scores_it_all(
 def test_a_new_version_that_fails_leaves_the_previous_complete_result_untouched(s3, tiny_classifier):
     v1 = put(s3, "incoming/kept.txt", tweets(40))
     deliver(s3, v1, tiny_classifier)
-    before = get(s3, "scored/kept.txt.jsonl")
+    before = get(s3, output_key_for("incoming/kept.txt", SETTINGS))
     v2 = put(s3, "incoming/kept.txt", tweets(N))
     faulty = FaultyS3(s3)
     faulty.body_wrapper = lambda kw, body: BreakingBody(body, 20_000) if kw["Key"] == v2[0] else body
 
     deliver(faulty, v2, tiny_classifier)
 
-    assert get(s3, "scored/kept.txt.jsonl") == before  # v1's complete bytes, never half of v2
+    assert get(s3, output_key_for("incoming/kept.txt", SETTINGS)) == before  # v1's complete bytes, never half of v2
     m = manifest(s3, v2[0])
     assert m.status == "failed" and m.source_etag == v2[2].strip('"')  # and the manifest says they are not v2's
     deliver(s3, v2, tiny_classifier)
     assert_full_result(s3, v2[0], N, v2[2])
 
 
-def test_upload_parts_throttled_past_the_sdk_retries_leave_nothing_visible_and_the_retry_goes_on(
+def test_upload_parts_throttled_past_the_sdk_retries_leave_nothing_visible_and_the_retry_scores_it_all(
     s3, tiny_classifier, small_parts
 ):
     obj = put(s3, "incoming/throttled.txt", tweets(N))
@@ -97,10 +100,9 @@ def test_upload_parts_throttled_past_the_sdk_retries_leave_nothing_visible_and_t
 
     (failed,) = summary["failed"]
     assert failed["retryable"] and "SlowDown" in failed["reason"] and rule.hits == 1
-    assert "scored/throttled.txt.jsonl" not in keys_under(s3, "scored/throttled.txt.jsonl")
-    claim = orjson.loads(get(s3, "scored/throttled.txt.jsonl.claim"))
-    assert claim["state"] == "released" and claim["checkpoint"]["rows_done"] > 0  # the two parts are kept
-    assert len(claim["checkpoint"]["parts"]) == 2 and len(pending_uploads(s3)) == 1
+    assert output_key_for("incoming/throttled.txt", SETTINGS) not in keys_under(s3, output_key_for("incoming/throttled.txt", SETTINGS))
+    claim = orjson.loads(get(s3, claim_key_for("incoming/throttled.txt", SETTINGS)))
+    assert claim["state"] == "released" and pending_uploads(s3) == []  # the parts that landed are dropped
 
     retried = deliver(s3, obj, tiny_classifier)
 
@@ -132,13 +134,13 @@ def test_sdk_retries_absorb_throttling_of_upload_part(s3, tiny_classifier, small
 def test_a_failing_result_put_leaves_no_result_and_the_retry_writes_it(s3, tiny_classifier):
     obj = put(s3, "incoming/put.txt", tweets(30))
     faulty = FaultyS3(s3)
-    faulty.fail("put_object", when=lambda n, kw: kw["Key"] == "scored/put.txt.jsonl",
+    faulty.fail("put_object", when=lambda n, kw: kw["Key"] == output_key_for("incoming/put.txt", SETTINGS),
                 error=lambda op: ConnectionResetError("connection reset by peer"))
 
     summary = deliver(faulty, obj, tiny_classifier)
 
     assert summary["failed"][0]["retryable"] and "ConnectionResetError" in summary["failed"][0]["reason"]
-    assert "scored/put.txt.jsonl" not in keys_under(s3, "scored/")
+    assert output_key_for("incoming/put.txt", SETTINGS) not in keys_under(s3, "scored/")
     deliver(s3, obj, tiny_classifier)
     assert_full_result(s3, obj[0], 30, obj[2])
 
@@ -152,7 +154,7 @@ def test_a_failing_manifest_put_is_reported_retryable_and_the_claim_is_given_bac
 
     assert summary["failed"] == [{"key": obj[0], "reason": summary["failed"][0]["reason"], "retryable": True}]
     assert manifest(s3, obj[0]) is None  # the output may be there, but without a manifest it is not a result
-    assert orjson.loads(get(s3, "scored/man.txt.jsonl.claim"))["state"] == "released"
+    assert orjson.loads(get(s3, claim_key_for("incoming/man.txt", SETTINGS)))["state"] == "released"
     deliver(s3, obj, tiny_classifier)
     assert_full_result(s3, obj[0], 30, obj[2])
 
@@ -168,9 +170,9 @@ def test_a_model_that_fails_mid_file_leaves_nothing_and_the_sweep_scores_it_late
     obj = put(s3, "incoming/model.txt", tweets(N))
     summary = deliver(s3, obj, Broken())
     assert summary["failed"][0]["retryable"] and "bad allocation" in summary["failed"][0]["reason"]
-    assert "scored/model.txt.jsonl" not in keys_under(s3, "scored/")
+    assert output_key_for("incoming/model.txt", SETTINGS) not in keys_under(s3, "scored/")
 
-    swept = sweep_pending(s3=s3, settings=SETTINGS, classifier=tiny_classifier, remaining_ms=PLENTY)
+    swept = sweep_pending(storage=S3Storage(s3), settings=SETTINGS, classifier=tiny_classifier, remaining_ms=PLENTY)
 
     assert [s["key"] for s in swept["scored"]] == [obj[0]]
     assert_full_result(s3, obj[0], N, obj[2])
@@ -180,13 +182,13 @@ def test_running_out_of_time_before_a_part_is_worth_keeping_fails_retryably_and_
     obj = put(s3, "incoming/late.txt", tweets(N))
     looks = iter([60_000, 60_000] + [1_000] * 100)  # the event check and the lease, then the deadline is near
 
-    summary = handle_s3_event(s3_object_created_event(BUCKET, [obj]), s3=s3, settings=SETTINGS,
+    summary = handle_s3_event(s3_object_created_event(BUCKET, [obj]), storage=S3Storage(s3), settings=SETTINGS,
                               classifier=tiny_classifier, remaining_ms=lambda: next(looks))
 
     (failed,) = summary["failed"]  # 256 rows are well under S3's 5 MiB part minimum: nothing to keep
     assert failed["retryable"] and "about to time out" in failed["reason"] and failed["rows_read"] == 256
-    assert "scored/late.txt.jsonl" not in keys_under(s3, "scored/") and pending_uploads(s3) == []
-    sweep_pending(s3=s3, settings=SETTINGS, classifier=tiny_classifier, remaining_ms=PLENTY)
+    assert output_key_for("incoming/late.txt", SETTINGS) not in keys_under(s3, "scored/") and pending_uploads(s3) == []
+    sweep_pending(storage=S3Storage(s3), settings=SETTINGS, classifier=tiny_classifier, remaining_ms=PLENTY)
     assert_full_result(s3, obj[0], N, obj[2])
 
 
@@ -212,15 +214,18 @@ def test_the_output_becomes_visible_whole_before_its_manifest_and_the_claim_is_g
     obj = put(s3, "incoming/order.txt", tweets(N))
     watched = FaultyS3(s3)
     visible_during_parts = []
-    watched.before["upload_part"] = lambda kw: visible_during_parts.append(keys_under(s3, "scored/order.txt.jsonl"))
+    watched.before["upload_part"] = lambda kw: visible_during_parts.append(
+        keys_under(s3, output_key_for(obj[0], SETTINGS)))
 
     deliver(watched, obj, tiny_classifier)
 
-    writes = [(op, kw["Key"].removeprefix("scored/order.txt.jsonl")) for op, kw in watched.log
+    role = {output_key_for(obj[0], SETTINGS): "result", claim_key_for(obj[0], SETTINGS): "claim",
+            manifest_key_for(obj[0], SETTINGS): "manifest"}
+    writes = [(op, role[kw["Key"]]) for op, kw in watched.log
               if op in ("put_object", "create_multipart_upload", "upload_part", "complete_multipart_upload")]
     parts = [w for w in writes if w[0] == "upload_part"]
     assert len(parts) > 3
-    assert writes == [("put_object", ".claim"), ("create_multipart_upload", ""), *parts,
-                      ("complete_multipart_upload", ""), ("put_object", ".manifest.json"), ("put_object", ".claim")]
-    assert all(seen == ["scored/order.txt.jsonl.claim"] for seen in visible_during_parts)  # nothing half-done shows
+    assert writes == [("put_object", "claim"), ("create_multipart_upload", "result"), *parts,
+                      ("complete_multipart_upload", "result"), ("put_object", "manifest"), ("put_object", "claim")]
+    assert all(seen == [] for seen in visible_during_parts)  # nothing half-done shows
     assert_full_result(s3, obj[0], N, obj[2])

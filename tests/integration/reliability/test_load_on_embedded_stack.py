@@ -17,13 +17,16 @@ import pytest
 from moto.s3.responses import S3Response
 
 from tweetmood import model_store
-from tweetmood.localstack import (
+from tweetmood.keys import manifest_key_for, output_key_for
+from tweetmood.settings import Settings
+from tweetmood_cli.localstack import (
     REPO, FakeLambdaContext, LocalS3, handler_environment, patched_environ, s3_object_created_event,
 )
 
 pytestmark = pytest.mark.integration  # about 25 s on 2 shared cores: under the ~60 s that makes a test slow
 BUCKET = "tweetmood-load"
 FILES, WORKERS, TWICE_EVERY = 200, 8, 4
+SETTINGS = Settings(bucket=BUCKET)
 
 
 @pytest.fixture
@@ -115,8 +118,8 @@ def test_two_hundred_uploads_delivered_concurrently_some_twice_are_each_scored_e
 
         rows_scored = 0
         for key, body, n in files:
-            out = "scored/" + key.removeprefix("incoming/") + ".jsonl"
-            manifest = orjson.loads(s3.get_object(Bucket=BUCKET, Key=out + ".manifest.json")["Body"].read())
+            out = output_key_for(key, SETTINGS)
+            manifest = orjson.loads(s3.get_object(Bucket=BUCKET, Key=manifest_key_for(key, SETTINGS))["Body"].read())
             assert manifest["status"] == "complete" and manifest["source_etag"] == etags[key].strip('"'), key
             lines = [orjson.loads(x)["line"] for x in s3.get_object(Bucket=BUCKET, Key=out)["Body"].read().splitlines()]
             assert len(lines) == len(set(lines)) == manifest["rows_read"] == n, key  # none lost, none repeated

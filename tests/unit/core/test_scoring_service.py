@@ -9,7 +9,8 @@ import orjson
 import pytest
 
 from tweetmood.manifest import OutputManifest
-from tweetmood.service import is_scoreable_key, manifest_key_for, output_key_for, score_file, score_stream
+from tweetmood.keys import is_scoreable_key, legacy_output_key_for, manifest_key_for, output_key_for
+from tweetmood.scoring import score_file, score_stream
 from tweetmood.settings import Settings
 
 pytestmark = pytest.mark.unit
@@ -73,15 +74,16 @@ def test_a_missing_text_column_fails_the_file_with_its_reason(tiny_classifier):
 @pytest.mark.parametrize(
     "key, expected",
     [
-        ("incoming/a.txt", "scored/a.txt.jsonl"),
-        ("incoming/deep/dir/b.csv.gz", "scored/deep/dir/b.csv.gz.jsonl"),
-        ("incoming/Café reviews/c d.jsonl", "scored/Café reviews/c d.jsonl.jsonl"),
+        ("incoming/a.txt", "a.txt.jsonl"),
+        ("incoming/deep/dir/b.csv.gz", "deep/dir/b.csv.gz.jsonl"),
+        ("incoming/Café reviews/c d.jsonl", "Café reviews/c d.jsonl.jsonl"),
     ],
 )
 def test_output_keys_mirror_the_input_path_below_the_output_prefix(key, expected):
-    assert output_key_for(key, SETTINGS) == expected
-    assert manifest_key_for(expected) == expected + ".manifest.json"
-    assert output_key_for(key, Settings(output_format="csv")) == expected[: -len("jsonl")] + "csv"
+    assert output_key_for(key, SETTINGS) == "scored/results/" + expected
+    assert manifest_key_for(key, SETTINGS) == "scored/manifests/" + expected + ".manifest.json"
+    assert legacy_output_key_for(key, SETTINGS) == "scored/" + expected
+    assert output_key_for(key, Settings(output_format="csv")) == "scored/results/" + expected[: -len("jsonl")] + "csv"
 
 
 def test_an_output_key_for_a_key_outside_the_input_prefix_is_refused():

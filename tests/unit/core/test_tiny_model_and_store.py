@@ -29,7 +29,7 @@ def test_the_committed_tiny_model_matches_a_fresh_build(tiny_model_dir):
 
 
 def test_custom_labels_come_from_the_model_directory(tmp_path):
-    from tweetmood.testing import build_tiny_model
+    from tweetmood_cli.testing import build_tiny_model
 
     clf = Classifier.from_dir(build_tiny_model(tmp_path, labels=["calm", "storm"]), threads=1)
     assert clf.labels == ["calm", "storm"] and clf.predict_proba(["x"]).shape == (1, 2)

@@ -9,7 +9,8 @@ import orjson
 import pytest
 
 from bad_inputs import CASES, Case
-from tweetmood.service import is_scoreable_key, output_key_for, score_stream
+from tweetmood.keys import is_scoreable_key, output_key_for
+from tweetmood.scoring import score_stream
 from tweetmood.settings import Settings
 
 pytestmark = pytest.mark.unit
