@@ -34,6 +34,22 @@ def load_handler(function: str):
     return module
 
 
+def result_key(key: str) -> str:
+    """Where the functions write the result of input `key`, from the key functions and their environment."""
+    from tweetmood import keys
+    from tweetmood.settings import Settings
+
+    return keys.output_key_for(key, Settings.from_env())
+
+
+def manifest_key(key: str) -> str:
+    """Where the functions write the manifest of input `key`."""
+    from tweetmood import keys
+    from tweetmood.settings import Settings
+
+    return keys.manifest_key_for(key, Settings.from_env())
+
+
 def put(s3, key: str, body: bytes) -> str:
     return s3.put_object(Bucket=EVENT_BUCKET, Key=key, Body=body)["ETag"].strip('"')
 

@@ -9,13 +9,15 @@ import time
 
 import pytest
 
-from lambda_harness import EVENT_BUCKET, FakeContext, event_keys, load_handler, put, read
-from tweetmood import claims, model_store
+from lambda_harness import EVENT_BUCKET, FakeContext, event_keys, load_handler, manifest_key, put, read
+from tweetmood import claims, keys, model_store
 from tweetmood.classifier import ModelError
+from tweetmood.settings import Settings
+from tweetmood.storage import S3Storage
 
 pytestmark = pytest.mark.integration
 CSV = b'id,text\n1,"so happy today, truly"\n2,"i miss my mom"\n'
-MANIFEST = "scored/café reviews/monday tweets.csv.jsonl.manifest.json"
+UPLOAD = "incoming/café reviews/monday tweets.csv"  # the key events/s3_put.json names
 
 
 @pytest.mark.parametrize("event", [{}, {"Records": []}, {"detail-type": "Scheduled Event", "source": "aws.events"}],
@@ -57,7 +59,7 @@ def test_a_retryable_failure_raises_with_the_file_and_reason_so_lambda_retries(l
     (key,) = event_keys(event)
     put(s3, key, CSV)
     app = load_handler("score_object")
-    s3_client, settings, classifier = app._dependencies()
+    _, _, classifier, _ = app._dependencies()
 
     def broken(texts):
         raise RuntimeError("onnxruntime: out of memory")
@@ -67,7 +69,7 @@ def test_a_retryable_failure_raises_with_the_file_and_reason_so_lambda_retries(l
     with pytest.raises(app.FilesNotScored, match=r"monday tweets.csv: scoring .*out of memory.*attempt 1 of 3"):
         app.handler(event, FakeContext())
 
-    manifest = json.loads(read(s3, MANIFEST))
+    manifest = json.loads(read(s3, manifest_key(UPLOAD)))
     assert manifest["status"] == "failed" and manifest["retryable"] and manifest["attempts"] == 1
 
 
@@ -83,7 +85,7 @@ def test_a_file_another_run_holds_is_left_to_it_without_raising(lambda_env, load
     s3 = lambda_env
     event = load_event("s3_put")
     etag = put(s3, event_keys(event)[0], CSV)
-    claims.acquire(s3, EVENT_BUCKET, "scored/café reviews/monday tweets.csv.jsonl.claim", source_etag=etag,
+    claims.acquire(S3Storage(s3), EVENT_BUCKET, keys.claim_key_for(UPLOAD, Settings.from_env()), source_etag=etag,
                    request_id="the-first-delivery", lease_ms=900_000, now_ms=int(time.time() * 1000))
 
     summary = load_handler("score_object").handler(event, FakeContext())
@@ -99,19 +101,19 @@ def test_the_sweep_retries_a_failing_file_max_attempts_times_then_marks_it_faile
     put(s3, "incoming/flaky.txt", b"a tweet\nanother\n")
     monkeypatch.setenv("MAX_ATTEMPTS", "3")
     app = load_handler("sweep_pending")
-    _, settings, classifier = app._dependencies()
+    _, _, classifier, _ = app._dependencies()
     monkeypatch.setattr(classifier, "predict_proba", lambda texts: (_ for _ in ()).throw(RuntimeError("flaky")))
-    manifest_key = "scored/flaky.txt.jsonl.manifest.json"
+    flaky_manifest = manifest_key("incoming/flaky.txt")
 
     seen = []
     for _ in range(3):
         summary = app.handler(load_event("scheduled"), FakeContext())
         (failed,) = summary["failed"]
-        manifest = json.loads(read(s3, manifest_key))
+        manifest = json.loads(read(s3, flaky_manifest))
         seen.append((failed["retryable"], manifest["attempts"], manifest["retryable"]))
     assert seen == [(True, 1, True), (True, 2, True), (False, 3, False)]
     assert "gave up after 3 attempts" in manifest["reason"] and "upload the file again" in manifest["reason"]
 
-    before = read(s3, manifest_key)
+    before = read(s3, flaky_manifest)
     summary = app.handler(load_event("scheduled"), FakeContext())
-    assert summary["failed"] == [] and summary["skipped"] == 1 and read(s3, manifest_key) == before
+    assert summary["failed"] == [] and summary["skipped"] == 1 and read(s3, flaky_manifest) == before

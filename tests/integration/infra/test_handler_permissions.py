@@ -72,7 +72,7 @@ def test_the_role_moto_enforces_lets_the_scorer_score_an_upload(score_object_rol
         summary = app.handler(event, handlers.FakeContext())
 
     assert [s["rows_scored"] for s in summary["scored"]] == [2]
-    manifest = json.loads(handlers.read(s3, "scored/café reviews/monday tweets.csv.jsonl.manifest.json"))
+    manifest = json.loads(handlers.read(s3, handlers.manifest_key(handlers.event_keys(event)[0])))
     assert manifest["status"] == "complete"
 
 
@@ -93,5 +93,5 @@ def test_a_bad_file_gets_its_failed_manifest_under_the_role(score_object_role, l
         summary = app.handler(event, handlers.FakeContext())
 
     assert len(summary["failed"]) == 1
-    manifest = json.loads(handlers.read(s3, "scored/café reviews/monday tweets.csv.jsonl.manifest.json"))
+    manifest = json.loads(handlers.read(s3, handlers.manifest_key(handlers.event_keys(event)[0])))
     assert manifest["status"] == "failed"

@@ -9,7 +9,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from lambda_harness import EVENT_BUCKET, FakeContext, emitted_metrics, event_keys, load_handler, put, read
+from lambda_harness import EVENT_BUCKET, FakeContext, emitted_metrics, event_keys, load_handler, manifest_key, put, read, result_key
 
 pytestmark = pytest.mark.integration
 
@@ -25,7 +25,7 @@ def test_the_put_event_scores_its_url_encoded_key_and_writes_result_then_manifes
 
     summary = load_handler("score_object").handler(event, FakeContext())
 
-    output = "scored/café reviews/monday tweets.csv.jsonl"
+    output = result_key(key)
     assert summary["scored"] == [
         {"key": key, "output_key": output, "rows_read": 3, "rows_scored": 2, "rows_rejected": 1}
     ]
@@ -33,10 +33,11 @@ def test_the_put_event_scores_its_url_encoded_key_and_writes_result_then_manifes
     rows = [orjson.loads(line) for line in read(s3, output).splitlines()]
     assert [row.get("id") for row in rows] == ["1", None, "3"]
     assert rows[1]["error"] == "empty_text" and rows[0]["label"] in rows[0]["scores"]
-    manifest = json.loads(read(s3, output + ".manifest.json"))
+    assert output == "scored/results/café reviews/monday tweets.csv.jsonl"
+    manifest = json.loads(read(s3, manifest_key(key)))
     assert manifest["status"] == "complete" and manifest["source_etag"] == etag
     assert emitted_metrics(capsys.readouterr().out) == {
-        "RowsScored": 2, "RowsRejected": 1, "FilesFailed": 0, "FilesInProgress": 0
+        "RowsScored": 2, "RowsRejected": 1, "FilesFailed": 0, "FilesInProgress": 0, "FilesScaledOut": 0
     }
 
 
@@ -51,8 +52,7 @@ def test_every_record_of_a_multi_record_event_is_scored(lambda_env, load_event):
 
     assert sorted(s["key"] for s in summary["scored"]) == sorted(event_keys(event))
     for key in event_keys(event):
-        output = "scored/" + key.removeprefix("incoming/") + ".jsonl"
-        assert json.loads(read(s3, output + ".manifest.json"))["status"] == "complete"
+        assert json.loads(read(s3, manifest_key(key)))["status"] == "complete"
 
 
 def test_an_event_replayed_after_success_is_skipped_not_scored_twice(lambda_env, load_event):
@@ -76,7 +76,7 @@ def test_a_bad_file_gets_a_failed_manifest_and_is_not_retried_by_lambda(lambda_e
     summary = load_handler("score_object").handler(event, FakeContext())
 
     assert [f["key"] for f in summary["failed"]] == [key]
-    manifest = json.loads(read(s3, "scored/café reviews/monday tweets.csv.jsonl.manifest.json"))
+    manifest = json.loads(read(s3, manifest_key(key)))
     assert manifest["status"] == "failed" and manifest["reason"]
 
 
@@ -103,9 +103,9 @@ def test_the_scheduled_event_sweeps_every_pending_upload(lambda_env, load_event,
 
     assert sorted(s["key"] for s in summary["scored"]) == ["incoming/2026/11/monday.txt", "incoming/2026/11/tuesday.jsonl.gz"]
     assert summary["complete"] is True and summary["ignored"] == 1
-    for output in ("scored/2026/11/monday.txt.jsonl", "scored/2026/11/tuesday.jsonl.gz.jsonl"):
-        assert len(read(s3, output).splitlines()) == 2
-        assert json.loads(read(s3, output + ".manifest.json"))["status"] == "complete"
+    for key in ("incoming/2026/11/monday.txt", "incoming/2026/11/tuesday.jsonl.gz"):
+        assert len(read(s3, result_key(key)).splitlines()) == 2
+        assert json.loads(read(s3, manifest_key(key)))["status"] == "complete"
     assert emitted_metrics(capsys.readouterr().out)["RowsScored"] == 4
 
 
