@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import hashlib
 import inspect
 import json
 import logging
@@ -314,6 +315,71 @@ def _load(base_model: str, labels: Sequence[str]):
     return tokenizer, model.float()
 
 
+# --- distillation: soft targets from teacher checkpoints (see training/distill.py) ---------------------
+
+
+def parse_teachers(spec: str) -> list[Path]:
+    """`a,b,c` → checkpoint directories; each must hold a model saved by training.transformer."""
+    paths = [Path(p.strip()) for p in spec.split(",") if p.strip()]
+    for path in paths:
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(f"teacher {path}: no config.json; pass checkpoint directories written by "
+                                    f"python -m training.transformer (…/checkpoint)")
+    return paths
+
+
+def teacher_preprocess(checkpoint: Path) -> str:
+    meta = checkpoint / "tweetmood_training.json"
+    return json.loads(meta.read_text()).get("preprocess", "normalize") if meta.is_file() else "normalize"
+
+
+def teacher_logits(checkpoint: Path, texts: Sequence[str], labels: Sequence[str], *, device: torch.device,
+                   batch_size: int = 128, max_length: int = 64, cache_dir: Path | None = None) -> np.ndarray:
+    """One teacher's logits for `texts`, columns in `labels` order; cached on disk by checkpoint and texts."""
+    key = hashlib.sha256()
+    key.update(str(checkpoint.resolve()).encode())
+    weights = checkpoint / "model.safetensors"
+    key.update(str(weights.stat().st_mtime_ns if weights.exists() else 0).encode())  # retrained in place: new key
+    for t in texts:
+        key.update(t.encode("utf-8", "surrogatepass") + b"\0")
+    cached = cache_dir / f"{key.hexdigest()[:24]}.npy" if cache_dir else None
+    if cached is not None and cached.is_file():
+        return np.load(cached)
+    tokenizer, model = _load(str(checkpoint), labels)
+    trained = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    if sorted(trained) != sorted(labels):
+        raise ValueError(f"teacher {checkpoint} predicts {trained}, the data has {list(labels)}")
+    model.to(device)
+    preprocess = make_preprocess(teacher_preprocess(checkpoint))
+    ids = encode(tokenizer, [preprocess(t) for t in texts], max_length)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    logits = predict(model, ids, batch_size=batch_size, device=device,
+                     bf16=device.type == "cuda" and torch.cuda.is_bf16_supported(), pad_id=pad_id)
+    logits = logits[:, [trained.index(label) for label in labels]]
+    if cached is not None:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        np.save(cached, logits)
+    return logits
+
+
+def ensemble_probs(teachers: Sequence[Path], texts: Sequence[str], labels: Sequence[str], *, temperature: float = 1.0,
+                   device: torch.device, cache_dir: Path | None = None, **kw) -> np.ndarray:
+    """Mean over teachers of softmax(logits / temperature): the soft targets a student learns."""
+    total = np.zeros((len(texts), len(labels)), dtype=np.float64)
+    for checkpoint in teachers:
+        logits = teacher_logits(checkpoint, texts, labels, device=device, cache_dir=cache_dir, **kw) / temperature
+        z = np.exp(logits - logits.max(axis=1, keepdims=True))
+        total += z / z.sum(axis=1, keepdims=True)
+        log.info("teacher %s scored %d texts", checkpoint, len(texts))
+    return (total / len(teachers)).astype(np.float32)
+
+
+def distillation_loss(student_logits: torch.Tensor, teacher_probs: torch.Tensor, temperature: float) -> torch.Tensor:
+    """KL(teacher ‖ student) at `temperature`, scaled by T² so its gradients keep their size as T changes."""
+    log_student = torch.log_softmax(student_logits.float() / temperature, dim=-1)
+    return torch.nn.functional.kl_div(log_student, teacher_probs, reduction="batchmean") * temperature**2
+
+
 def train_transformer(args: TransformerArgs, splits: Splits) -> TransformerResult:
     """Fine-tune, early-stop on validation macro-F1, restore the best state, score clean and raw test, write it all."""
     started = time.perf_counter()
@@ -340,8 +406,6 @@ def train_transformer(args: TransformerArgs, splits: Splits) -> TransformerResul
 
     soft_targets = None
     if args.teachers:
-        from training.distill import distillation_loss, ensemble_probs, parse_teachers
-
         soft_targets = torch.from_numpy(ensemble_probs(
             parse_teachers(args.teachers), [e.text for e in train], labels, temperature=args.distill_temperature,
             device=device, max_length=args.max_length, cache_dir=Path(args.output_dir) / "teacher-cache")).to(device)
