@@ -307,6 +307,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--original-limit", type=int, default=256, help="tweets for (a), the slow original shape")
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     p.add_argument("--quick", action="store_true", help="tiny run for the tests: shipped model and end to end only")
+    p.add_argument("--scaleout-lines", type=int, default=100_000,
+                   help="lines per `tweetmood score --workers` run in the scale-out section (0: skip those runs)")
     args = p.parse_args(argv)
 
     test = args.data_dir / "test.txt"
@@ -394,8 +396,14 @@ def main(argv: list[str] | None = None) -> int:
                "int8_gemm_peak_gops_1thread": round(peak_int8, 1),
                "ceiling_tweets_per_s_1thread": round(peak_int8 * 1e9 / flops, 1)}
     curve = lambda_curve(by_key["d"].get("tweets_per_s_1", d1), by_key["d"].get("tweets_per_s_2", d1))
+    from benchmarks.scaleout import measure_all
+
+    print("scale-out: plan pass, one chunk, merge, tweetmood score --workers…", flush=True)
+    workers_lines = 0 if args.quick else args.scaleout_lines
+    scaleout = measure_all(texts, plan_lines=args.e2e_lines, workers_lines=workers_lines,
+                           files=min(200, max(1, workers_lines)), command="make bench")
     result = {"machine": cpu_info(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "models": rows,
-              "ratios": ratios, "end_to_end": e2e, "compute": compute, "lambda_curve": curve,
+              "ratios": ratios, "end_to_end": e2e, "compute": compute, "lambda_curve": curve, "scaleout": scaleout,
               "prices": {"lambda_x86_usd_per_gb_s": LAMBDA_GB_S, "lambda_usd_per_million_requests": LAMBDA_PER_M_REQUESTS,
                          "comprehend_per_million": COMPREHEND_PER_M},
               "command": "make bench" + (" (quick)" if args.quick else "")}
@@ -516,6 +524,10 @@ def render(r: dict) -> str:
     lines += ["", f"Amazon Comprehend custom classification: {r['prices']['comprehend_per_million']} per million texts.", "",
               "![accuracy against tweets/s](benchmarks.png)", "",
               "Reproduce: `make bench` (writes this file, benchmarks.json and benchmarks.png).", ""]
+    if r.get("scaleout"):
+        from benchmarks.scaleout import render as render_scaleout
+
+        lines += [render_scaleout(r["scaleout"]), ""]
     return "\n".join(lines)
 
 

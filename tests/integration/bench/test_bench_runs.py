@@ -26,3 +26,7 @@ def test_the_benchmark_writes_its_report_chart_and_json_on_a_tiny_input(tmp_path
     assert 0 < e2e["peak_rss_mb"] < 1000
     assert (tmp_path / "benchmarks.png").stat().st_size > 0
     assert "End to end" in (tmp_path / "benchmarks.md").read_text()
+    scaleout = result["scaleout"]
+    assert scaleout["measured"]["plan_lines"] == 300 and scaleout["measured"]["chunk_rows"] == 300
+    assert scaleout["projection"]["big_file"]["chunks"] == 200  # 10M lines at the template's 50,000 rows a chunk
+    assert "Scale-out: plan, chunks, merge" in (tmp_path / "benchmarks.md").read_text()
