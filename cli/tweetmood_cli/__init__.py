@@ -1,0 +1,1 @@
+"""Laptop-side tweetmood: commands and tools that never ship to Lambda (the report, for now)."""
