@@ -152,7 +152,9 @@ def open_database(
     columns = ", ".join(f"{c.name} {duckdb_type(c.glue_type)}" for c in RESULT_COLUMNS)
     con.execute(f'CREATE TABLE results ({columns}, "$path" VARCHAR)')
     con.execute("CREATE TEMP TABLE paths (local VARCHAR, shown VARCHAR)")
-    con.executemany("INSERT INTO paths VALUES (?, ?)", [(str(p), s) for p, s in sources.results + sources.manifests])
+    paths = [(str(p), shown) for p, shown in sources.results + sources.manifests]
+    if paths:
+        con.executemany("INSERT INTO paths VALUES (?, ?)", paths)
 
     jsonl = [str(p) for p, _ in sources.results if p.name.endswith(".jsonl")]
     by_labels: dict[tuple[str, ...], list[str]] = {}
@@ -208,13 +210,29 @@ def _load(con, select: str) -> None:
 
 def _check_rows_are_results(con) -> None:
     bad = con.execute(
-        'SELECT "$path", min(line) FROM results WHERE label IS NULL AND error IS NULL GROUP BY "$path" ORDER BY 1 LIMIT 1'
+        'SELECT p.shown, p.local FROM results r JOIN paths p ON r."$path" = p.shown '
+        "WHERE r.label IS NULL AND r.error IS NULL ORDER BY 1 LIMIT 1"
     ).fetchone()
     if bad:
         raise ReportError(
-            f"{bad[0]} line {bad[1]}: a row with neither a label nor an error is not a tweetmood result; "
-            "point the report at scored results (the output of tweetmood score or OutputPrefix), not at inputs"
+            f"{bad[0]} line {_first_non_result_line(Path(bad[1]))}: a row with neither a label nor an error is not a "
+            "tweetmood result; point the report at scored results (the output of tweetmood score or OutputPrefix), not at inputs"
         )
+
+
+def _first_non_result_line(path: Path) -> int | None:
+    """Where the first row with neither `label` nor `error` is (DuckDB does not keep line numbers)."""
+    import orjson
+
+    with open(path, encoding="utf-8", newline="") as f:
+        if path.name.endswith(".csv"):
+            reader = csv.DictReader(f)
+            return next((reader.line_num for row in reader if not row.get("label") and not row.get("error")), None)
+        for number, line in enumerate(f, 1):
+            row = orjson.loads(line) if line.strip() else {}
+            if not (isinstance(row, dict) and (row.get("label") or row.get("error"))):
+                return number
+    return None
 
 
 def _load_manifests(con, manifests: Sequence[tuple[Path, str]]) -> None:
