@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from tweetmood.schema import CSV_SCORE_PREFIX, RESULT_COLUMNS, csv_header, manifest_columns
+from tweetmood.schema import CSV_SCORE_PREFIX, RESULT_COLUMN_NAMES, RESULT_COLUMNS, csv_header, manifest_columns
 
 QUERIES_DIR = Path(__file__).with_name("queries")
 THRESHOLD = "${LowConfidenceThreshold}"
@@ -136,10 +136,19 @@ def _csv_labels(path: Path, shown: str) -> tuple[str, ...]:
 
 
 def open_database(
-    sources: Sources, *, threads: int | None = None, memory_limit: str | None = None, progress: bool = False
+    sources: Sources,
+    *,
+    columns: Iterable[str] | None = None,
+    threads: int | None = None,
+    memory_limit: str | None = None,
+    progress: bool = False,
 ):
     """A DuckDB connection holding table `results` (the schema's columns) and table `manifests` (the manifest's
-    fields), each with `"$path"`, the file a row came from, as Athena names it: the shared queries' tables."""
+    fields), each with `"$path"`, the file a row came from, as Athena names it: the shared queries' tables.
+
+    `columns` names the result columns to read (default: all); the others stay NULL, which spares the time and
+    memory of texts and score maps when the queries do not look at them.
+    """
     import duckdb
     from tqdm import tqdm
 
@@ -149,10 +158,12 @@ def open_database(
     if memory_limit:
         con.execute(f"SET memory_limit = {_sql_string(memory_limit)}")
     con.execute("SET preserve_insertion_order = false")
-    columns = ", ".join(f"{c.name} {duckdb_type(c.glue_type)}" for c in RESULT_COLUMNS)
-    con.execute(f'CREATE TABLE results ({columns}, "$path" VARCHAR)')
+    declared = ", ".join(f"{c.name} {duckdb_type(c.glue_type)}" for c in RESULT_COLUMNS)
+    con.execute(f'CREATE TABLE results ({declared}, "$path" VARCHAR)')
     con.execute("CREATE TEMP TABLE paths (local VARCHAR, shown VARCHAR)")
     paths = [(str(p), shown) for p, shown in sources.results + sources.manifests]
+    renamed = {local for local, shown in paths if local != shown}
+    wanted = set(RESULT_COLUMN_NAMES if columns is None else columns) | {"label", "error"}
     if paths:
         con.executemany("INSERT INTO paths VALUES (?, ?)", paths)
 
@@ -165,38 +176,49 @@ def open_database(
     with bar:
         for start in range(0, len(jsonl), FILES_PER_LOAD):
             batch = jsonl[start : start + FILES_PER_LOAD]
-            _load(con, _jsonl_select(batch))
+            _load(con, _jsonl_select(batch, wanted, renamed))
             bar.update(len(batch))
         for labels, files in by_labels.items():
             for start in range(0, len(files), FILES_PER_LOAD):
                 batch = files[start : start + FILES_PER_LOAD]
-                _load(con, _csv_select(batch, labels))
+                _load(con, _csv_select(batch, labels, wanted, renamed))
                 bar.update(len(batch))
     _check_rows_are_results(con)
     _load_manifests(con, sources.manifests)
     return con
 
 
-def _jsonl_select(files: Sequence[str]) -> str:
-    types = _sql_struct((c.name, duckdb_type(c.glue_type)) for c in RESULT_COLUMNS)
-    names = ", ".join(f"r.{c.name}" for c in RESULT_COLUMNS)
-    return (
-        f"SELECT {names}, p.shown FROM read_json({_sql_list(files)}, format = 'newline_delimited', "
-        f"columns = {types}, filename = true) r JOIN paths p ON r.filename = p.local"
+def _projection(wanted: set[str], expression: Callable[[str], str]) -> str:
+    """Every schema column in order: `expression(name)` when wanted, else a typed NULL."""
+    return ", ".join(
+        f"{expression(c.name)} AS {c.name}" if c.name in wanted else f"NULL::{duckdb_type(c.glue_type)} AS {c.name}"
+        for c in RESULT_COLUMNS
     )
 
 
-def _csv_select(files: Sequence[str], labels: Sequence[str]) -> str:
+def _from(reader: str, files: Sequence[str], renamed: set[str]) -> str:
+    """`reader` with its file name as "$path", through the paths table only where a file was renamed (S3)."""
+    if renamed & set(files):
+        return f", p.shown FROM {reader} r JOIN paths p ON r.filename = p.local"
+    return f", r.filename FROM {reader} r"
+
+
+def _jsonl_select(files: Sequence[str], wanted: set[str], renamed: set[str]) -> str:
+    types = _sql_struct((c.name, duckdb_type(c.glue_type)) for c in RESULT_COLUMNS if c.name in wanted)
+    reader = f"read_json({_sql_list(files)}, format = 'newline_delimited', columns = {types}, filename = true)"
+    return "SELECT " + _projection(wanted, lambda name: f"r.{name}") + _from(reader, files, renamed)
+
+
+def _csv_select(files: Sequence[str], labels: Sequence[str], wanted: set[str], renamed: set[str]) -> str:
     glue = {c.name: c.glue_type for c in RESULT_COLUMNS}
     types = [(name, duckdb_type(glue.get(name, "double"))) for name in csv_header(labels)]
     score_columns = ", ".join(f'r."{CSV_SCORE_PREFIX}{lb}"' for lb in labels)
     scores = f"CASE WHEN r.label IS NULL THEN NULL ELSE map({_sql_list(labels)}, [{score_columns}]) END"
-    names = ", ".join(scores if c.name == "scores" else f"r.{c.name}" for c in RESULT_COLUMNS)
-    return (
-        f"SELECT {names}, p.shown FROM read_csv({_sql_list(files)}, header = true, auto_detect = false, "
-        f"delim = ',', quote = '\"', escape = '\"', columns = {_sql_struct(types)}, filename = true) r "
-        "JOIN paths p ON r.filename = p.local"
+    reader = (
+        f"read_csv({_sql_list(files)}, header = true, auto_detect = false, delim = ',', quote = '\"', escape = '\"', "
+        f"columns = {_sql_struct(types)}, filename = true)"
     )
+    return "SELECT " + _projection(wanted, lambda name: scores if name == "scores" else f"r.{name}") + _from(reader, files, renamed)
 
 
 def _load(con, select: str) -> None:
@@ -286,6 +308,8 @@ class Summary:
         return self.tables["failed_files"]
 
 
+REPORT_COLUMNS = ("line", "label", "score", "model", "error", "message")
+"""What REPORT_QUERIES read; the texts, ids and score maps of a million rows are left on disk."""
 REPORT_QUERIES = (
     "totals", "label_distribution", "label_distribution_per_file", "rows_per_file", "confidence_histogram",
     "rejected_rows_by_error", "models", "failed_files", "files_over_time", "rows_per_day",
@@ -530,7 +554,7 @@ def run(args, s3_client: Callable[[str | None], Any] | None = None) -> int:
                 sources = _fetch(args, s3_client or _boto3_s3, Path(tmp), progress)
             else:
                 sources = find_local(Path(args.path))
-            con = open_database(sources, threads=args.threads, progress=progress)
+            con = open_database(sources, columns=REPORT_COLUMNS, threads=args.threads, progress=progress)
             summary = summarise(con, args.path, args.low_confidence)
     except ReportError as exc:
         print(f"tweetmood report: {exc}", file=sys.stderr)
