@@ -170,3 +170,17 @@ def test_the_functions_cannot_write_the_athena_results_nor_anywhere_outside_the_
 def test_the_athena_prefix_cannot_be_made_an_input_or_output_prefix(sam):
     rule = sam["Rules"]["AthenaResultsStayApart"]["Assertions"][0]["Assert"]
     assert "athena-results/" in json.dumps(rule)
+
+
+REPORT_ONLY = {"duckdb", "matplotlib", "playwright", "tweetmood_cli"}
+
+
+def test_the_lambda_layers_carry_neither_the_report_nor_its_libraries():
+    runtime = (REPO / "layers" / "runtime" / "requirements.txt").read_text(encoding="utf-8").lower()
+    assert not [name for name in REPORT_ONLY if name in runtime]
+    for path in (REPO / "layers" / "core" / "tweetmood").glob("*.py"):
+        # Only module-level imports load in Lambda; the CLI reaches the report lazily, inside a function.
+        top = [n for n in ast.parse(path.read_text(encoding="utf-8")).body if isinstance(n, (ast.Import, ast.ImportFrom))]
+        names = {a.name.split(".")[0] for n in top if isinstance(n, ast.Import) for a in n.names}
+        names |= {(n.module or "").split(".")[0] for n in top if isinstance(n, ast.ImportFrom)}
+        assert not names & REPORT_ONLY, f"{path.name} imports {names & REPORT_ONLY} at module level"
