@@ -443,6 +443,7 @@ def plot_images(s: Summary) -> dict[str, str]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     images: dict[str, str] = {}
     dist = s.tables["label_distribution"]
@@ -468,6 +469,8 @@ def plot_images(s: Summary) -> dict[str, str]:
         ax.axvline(s.low_confidence, color="grey", linestyle="--", linewidth=0.8)
         ax.set_title(label, fontsize=9)
         ax.set_xlim(0, 1)
+        ax.set_xticks([0, 0.5, 1])
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("score", fontsize=8)
     axes[0][0].set_ylabel("rows")
     fig.suptitle(f"Confidence per label (dashed: low-confidence threshold {s.low_confidence})", fontsize=10)
