@@ -65,6 +65,20 @@ def is_result_name(name: str) -> bool:
     return name.endswith(RESULT_SUFFIXES)
 
 
+def outside_staging(paths: Iterable[str]) -> list[str]:
+    """`paths` (with "/") less those below a `staging/` folder that sits beside `results/` or `manifests/`.
+
+    In the results/ + manifests/ layout, staging/ holds scale-out plans, parts of results still being written
+    and gunzipped inputs: read as results, they would count rows twice or not be results at all.
+    """
+    paths = list(paths)
+    staging = set()
+    for path in paths:
+        parts = path.split("/")
+        staging |= {"/".join([*parts[:i], "staging", ""]) for i, part in enumerate(parts[:-1]) if part in ("results", "manifests")}
+    return [p for p in paths if not any(p.startswith(s) for s in staging)]
+
+
 def find_local(path: Path) -> Sources:
     """The result files (`*.jsonl`, `*.csv`) and manifests (`*.manifest.json`) at a file or below a folder.
 
@@ -80,7 +94,7 @@ def find_local(path: Path) -> Sources:
         return Sources(results=[(path, str(path))], manifests=[(sibling, str(sibling))] if sibling.is_file() else [])
     if not path.is_dir():
         raise ReportError(f"{path} does not exist: give a result file, a folder of results or s3://bucket/prefix/")
-    files = sorted(p for p in path.rglob("*") if p.is_file())
+    files = [path / rel for rel in outside_staging(sorted(p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file()))]
     return Sources(
         results=[(p, str(p)) for p in files if is_result_name(p.name)],
         manifests=[(p, str(p)) for p in files if p.name.endswith(MANIFEST_SUFFIX)],
@@ -95,10 +109,11 @@ def fetch_s3(s3: Any, uri: str, into: Path, progress: bool = False) -> Sources:
     if not bucket:
         raise ReportError(f"{uri} should look like s3://bucket/prefix/")
     keys = [
-        obj["Key"]
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-        for obj in page.get("Contents", [])
-        if is_result_name(obj["Key"]) or obj["Key"].endswith(MANIFEST_SUFFIX)
+        key
+        for key in outside_staging(
+            obj["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix) for obj in page.get("Contents", [])
+        )
+        if is_result_name(key) or key.endswith(MANIFEST_SUFFIX)
     ]
     sources = Sources()
     for i, key in enumerate(tqdm(keys, desc="downloading", unit="file", disable=not progress or len(keys) < 2)):

@@ -152,9 +152,10 @@ def test_the_html_page_holds_the_four_plots_as_embedded_images(tmp_path, tiny_cl
     assert "http://" not in text and "https://" not in text and "<script" not in text
 
 
-def test_the_sources_are_found_by_name_in_both_layouts(tmp_path):
+def test_the_sources_are_found_by_name_in_both_layouts_and_staging_is_left_out(tmp_path):
     for rel in ("old/x.txt.jsonl", "old/x.txt.jsonl.manifest.json", "old/x.txt.jsonl.claim",
-                "new/results/y.csv.jsonl", "new/manifests/y.csv.jsonl.manifest.json", "new/claims/y.csv.jsonl.claim"):
+                "new/results/y.csv.jsonl", "new/manifests/y.csv.jsonl.manifest.json", "new/claims/y.csv.jsonl.claim",
+                "new/staging/run-1/part-0001.jsonl", "new/staging/run-1/big.csv"):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_text("")
     found = find_local(tmp_path)
@@ -184,3 +185,10 @@ def test_no_sources_give_empty_tables_every_query_can_run_on(tmp_path):
 
     for name in query_names():
         run_query(con, name)
+
+
+def test_only_a_staging_folder_beside_results_or_manifests_is_left_out():
+    from tweetmood_cli.report import outside_staging
+
+    paths = ["scored/results/a.jsonl", "scored/staging/r1/a.jsonl", "scored/results/staging/b.jsonl", "staging/c.jsonl"]
+    assert outside_staging(paths) == ["scored/results/a.jsonl", "scored/results/staging/b.jsonl", "staging/c.jsonl"]
