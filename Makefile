@@ -9,7 +9,7 @@ PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 DATA_DIR ?= ../shared/data/emotion
 
 .DEFAULT_GOAL := help
-.PHONY: help demo test test-fast lint sam-build bench train clean
+.PHONY: help demo test test-fast lint sam-build bench bench-report queries browser train clean
 
 help: ## show the verbs
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -41,6 +41,7 @@ demo: $(VENV)/.serve ## score the sample tweets on the embedded local S3 stack
 	$(BIN)/tweetmood demo
 
 test: $(VENV)/.dev ## install everything from nothing and run the test suite
+	@$(MAKE) --no-print-directory browser
 	$(BIN)/python -m pytest -m "not slow" -q
 
 ASL_VALIDATOR := $(TOOLS)/npm/node_modules/.bin/asl-validator
@@ -48,6 +49,13 @@ ASL_VALIDATOR := $(TOOLS)/npm/node_modules/.bin/asl-validator
 # Pinned; node_modules stays out of git under .tools/.
 $(ASL_VALIDATOR):
 	npm install --prefix $(TOOLS)/npm --no-audit --no-fund --silent 'asl-validator@4.0.0'
+
+# The report page's browser test drives Debian's chromium: Playwright's own browser download cannot be reached.
+# Without chromium (and no root apt-get to install it) that one test is skipped, saying how to get it.
+browser: ## find Debian's chromium for the report's browser test, or install it (root + apt-get)
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	  && { apt-get update -qq && apt-get install -y -qq chromium; } >/dev/null 2>&1 && echo "installed $$(command -v chromium)"; } \
+	  || echo "note: no chromium here; the report's browser test will be skipped (apt-get install chromium)"
 
 # Skipped checks are named, with the reason, in template.yaml's Metadata; checkov runs offline.
 # cfn-lint and sam validate do not look inside the state machine definitions: asl-validator checks them
@@ -71,6 +79,13 @@ sam-build: $(TOOLS)/.ok ## sam build without a container (needs python3.12 on PA
 
 bench: $(VENV)/.dev ## speed, memory, cold start, accuracy and cost of every model; writes docs/benchmarks.md
 	$(BIN)/python -m benchmarks.run --data-dir $(DATA_DIR) $(BENCH_ARGS)
+	$(MAKE) --no-print-directory bench-report
+
+bench-report: $(VENV)/.dev ## tweetmood report on a 1,000,000-row result file, one core; appends to docs/benchmarks.md
+	$(BIN)/python -m benchmarks.report_bench
+
+queries: $(VENV)/.dev ## write template.yaml's Athena named queries from cli/tweetmood_cli/queries/*.sql
+	$(BIN)/python -m tweetmood_cli.named_queries
 
 train: $(VENV)/.dev ## train all three models, export, quantize, gate, report (TRAIN_ARGS=--ship to replace the shipped model)
 	$(BIN)/python -m training all --data-dir $(DATA_DIR) $(TRAIN_ARGS)

@@ -58,11 +58,22 @@ def _parser() -> argparse.ArgumentParser:
     score.add_argument("--force", action="store_true", help="score an S3 object again even if its manifest is complete")
     score.add_argument("--quiet", action="store_true", help="no progress bar")
     sub.add_parser("demo", help="score the sample tweets on an embedded local S3 through the real Lambda handler")
+    report = sub.add_parser("report", help="summarise result files (local or s3://bucket/prefix/), optionally as an HTML page")
+    _report().add_arguments(report)
     return parser
+
+
+def _report():
+    """tweetmood_cli.report, imported only when asked for: the Lambda layer carries neither it nor DuckDB."""
+    from tweetmood_cli import report
+
+    return report
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "report":
+        return _report().run(args)
     try:
         settings = Settings.from_env()
     except SettingsError as exc:

@@ -224,8 +224,19 @@ def run_demo(out_dir: Path = REPO / ".demo") -> int:
         manifests = _download_results(s3, out_dir)
     _print_report(manifests, out_dir, responses[-1], OutputManifest)
     print(f"\nhandler logs: {_shown(log_file)}")
+    _show_report(out_dir)
     failed = [m for m in manifests if m.status != "complete"]
     return 1 if failed else 0
+
+
+def _show_report(out_dir: Path) -> None:
+    """End with `tweetmood report` on what was just scored, as a person would run it next."""
+    from tweetmood.cli import main
+
+    here = Path.cwd()
+    scored, page = (p.relative_to(here) if p.is_relative_to(here) else p for p in (out_dir / OUTPUT_PREFIX, out_dir / "report.html"))
+    print(f"\n$ tweetmood report {scored}/ --html {page}")
+    main(["report", f"{scored}/", "--html", str(page)])
 
 
 def _shown(path: Path) -> Path:

@@ -10,6 +10,7 @@ import numpy as np
 import orjson
 
 from tweetmood.records import Record, Rejected
+from tweetmood.schema import csv_header
 
 DIGITS = 6
 CONTENT_TYPES = {"jsonl": "application/x-ndjson", "csv": "text/csv; charset=utf-8"}
@@ -63,7 +64,7 @@ class CsvWriter:
         self._labels = list(labels)
         self._model = model_version
         if header:
-            self._csv.writerow(["line", "id", "text", "label", "score", *(f"score_{lb}" for lb in self._labels), "model", "error", "message"])
+            self._csv.writerow(csv_header(self._labels))
 
     def write(self, item: Record | Rejected, probs: np.ndarray | None) -> str | None:
         """Write one row; returns the label for a scored row, None for an error row."""
