@@ -231,7 +231,7 @@ def run_demo(out_dir: Path = REPO / ".demo") -> int:
 
 def _show_report(out_dir: Path) -> None:
     """End with `tweetmood report` on what was just scored, as a person would run it next."""
-    from tweetmood.cli import main
+    from tweetmood_cli.cli import main
 
     here = Path.cwd()
     scored, page = (p.relative_to(here) if p.is_relative_to(here) else p for p in (out_dir / OUTPUT_PREFIX, out_dir / "report.html"))

@@ -12,7 +12,7 @@ import pytest
 @pytest.fixture(scope="session")
 def demo_output(tmp_path_factory) -> Path:
     """`tweetmood demo` run into a temporary folder (the real handler on moto's S3); returns the folder."""
-    from tweetmood.localstack import run_demo
+    from tweetmood_cli.localstack import run_demo
 
     out = tmp_path_factory.mktemp("demo")
     with contextlib.redirect_stdout(io.StringIO()):

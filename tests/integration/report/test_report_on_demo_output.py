@@ -11,7 +11,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from tweetmood.cli import main
+from tweetmood_cli.cli import main
 from tweetmood.service import score_file
 from tweetmood.settings import Settings
 from tweetmood_cli.report import DEFAULT_LOW_CONFIDENCE, find_local, open_database, query_names, run_query

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tweetmood.cli import main
+from tweetmood_cli.cli import main
 
 pytestmark = pytest.mark.integration
 # Debian's /usr/bin/chromium is a wrapper script; Playwright wants the browser binary itself.

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tweetmood.classifier import Classifier
-from tweetmood.cli import main
+from tweetmood_cli.cli import main
 from tweetmood.service import score_file
 from tweetmood.settings import Settings
 from tweetmood_cli.report import Sources, find_local, open_database, run_query, summarise
