@@ -1,4 +1,4 @@
-"""A classifier over an ONNX model directory: onnxruntime session + text encoder + softmax."""
+"""A classifier over an ONNX model directory: onnxruntime session + text encoder + calibrated softmax."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from typing import Sequence
 import numpy as np
 
 from tweetmood.batching import characters
+from tweetmood.calibration import REFIT, Calibration, CalibrationError
 from tweetmood.encoders import Encoder, build_encoder
 from tweetmood.normalize import NORMALIZATION_VERSION, normalize_tweet
 
@@ -70,6 +71,8 @@ class Classifier:
     encoder: Encoder
     threads: int = 1
     labels: list[str] = field(init=False)
+    calibration: Calibration = field(init=False)
+    """How logits become probabilities, from model.json (temperature 1 when it has none)."""
     model_seconds: float = field(init=False, default=0.0)
     """Wall time spent inside onnxruntime so far, so callers can tell model time from I/O time."""
 
@@ -81,6 +84,10 @@ class Classifier:
         if norm not in (NORMALIZATION_VERSION, "none"):
             raise ModelError(f"{self.model_dir}/model.json: normalization {norm!r} is not supported by this tweetmood")
         self._normalize = norm == NORMALIZATION_VERSION
+        try:
+            self.calibration = Calibration.from_meta(self.meta.get("calibration"), len(self.labels))
+        except CalibrationError as exc:
+            raise ModelError(f"{self.model_dir}/model.json: {exc}; {REFIT}") from None
         self.per_row = self.meta.get("execution") == "per-row" and hasattr(self.encoder, "rows")
         self._pool = ThreadPoolExecutor(self.threads) if self.per_row and self.threads > 1 else None
 
@@ -149,11 +156,7 @@ class Classifier:
         return out
 
     def predict_proba(self, texts: Sequence[str], prepared: bool = False) -> np.ndarray:
-        """Probabilities, shape `[len(texts), len(labels)]`, float32, rows summing to 1."""
+        """Probabilities, shape `[len(texts), len(labels)]`, float32, rows summing to 1; calibrated when model.json
+        has a `calibration` (without one, the graph's probabilities or the plain softmax of its logits)."""
         out = self.outputs(texts, prepared)
-        if self._output_kind == "probabilities" or not len(out):
-            return out
-        out = out - out.max(axis=1, keepdims=True)
-        np.exp(out, out=out)
-        out /= out.sum(axis=1, keepdims=True)
-        return out
+        return self.calibration.probabilities(out, self._output_kind) if len(out) else out
