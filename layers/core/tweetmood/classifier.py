@@ -16,7 +16,7 @@ import numpy as np
 from tweetmood.batching import characters
 from tweetmood.calibration import REFIT, Calibration, CalibrationError
 from tweetmood.encoders import Encoder, build_encoder
-from tweetmood.normalize import NORMALIZATION_VERSION, normalize_tweet
+from tweetmood.normalize import normalizer_for
 
 REQUIRED_KEYS = ("labels", "max_length", "version", "sha256")
 
@@ -80,10 +80,11 @@ class Classifier:
         self.labels = list(self.meta["labels"])
         self._output_name = self.meta.get("output", {}).get("name") or self.session.get_outputs()[0].name
         self._output_kind = self.meta.get("output", {}).get("kind", "logits")
-        norm = self.meta.get("normalization", NORMALIZATION_VERSION)
-        if norm not in (NORMALIZATION_VERSION, "none"):
-            raise ModelError(f"{self.model_dir}/model.json: normalization {norm!r} is not supported by this tweetmood")
-        self._normalize = norm == NORMALIZATION_VERSION
+        # A model directory without the field predates it: it was trained on tweet-v1.
+        try:
+            self._normalize = normalizer_for(self.meta.get("normalization", "tweet-v1"))
+        except ValueError as exc:
+            raise ModelError(f"{self.model_dir}/model.json: {exc}; this tweetmood cannot serve it") from None
         try:
             self.calibration = Calibration.from_meta(self.meta.get("calibration"), len(self.labels))
         except CalibrationError as exc:
@@ -126,7 +127,7 @@ class Classifier:
 
     def prepare(self, texts: Sequence[str]) -> list[str]:
         """Apply the model's normalization (the same function training used)."""
-        return [normalize_tweet(t) for t in texts] if self._normalize else list(texts)
+        return [self._normalize(t) for t in texts] if self._normalize else list(texts)
 
     def lengths(self, texts: Sequence[str]) -> list[int]:
         """How long each text is for this model's padding: tokens after normalization where the encoder pads a
