@@ -13,7 +13,7 @@ from typing import Sequence
 
 os.environ.setdefault("USE_TF", "0")  # transformers would import TensorFlow for nothing
 
-from training.data import DataError, Splits, load_splits
+from training.data import DataError, Splits, load_splits, resolve_real_tweets_dir
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHIP_DIR = REPO_ROOT / "layers" / "model" / "model"
@@ -137,7 +137,8 @@ def _transformer(argv: Sequence[str], data_dir: str | None, output_dir: Path):
 
     ns = vars(transformer_parser().parse_args([*argv, "--output-dir", str(output_dir)]))
     ns.pop("data_dir")
-    splits = load_splits(data_dir, val_fraction=ns.pop("val_fraction"), seed=ns.pop("split_seed"))
+    splits = load_splits(data_dir, val_fraction=ns.pop("val_fraction"), seed=ns.pop("split_seed"),
+                         real_tweets_dir=resolve_real_tweets_dir(ns.pop("real_tweets_dir")))
     args = TransformerArgs(**ns)
     return args, splits, train_transformer(args, splits)
 

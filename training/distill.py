@@ -34,18 +34,33 @@ log = logging.getLogger(__name__)
 
 
 def parse_teachers(spec: str) -> list[Path]:
-    """`a,b,c` → checkpoint directories; each must hold a model saved by training.transformer."""
+    """`a,b,c` → teacher directories: checkpoints saved by training.transformer, or serving directories (model.json)."""
     paths = [Path(p.strip()) for p in spec.split(",") if p.strip()]
     for path in paths:
-        if not (path / "config.json").is_file():
-            raise FileNotFoundError(f"teacher {path}: no config.json; pass checkpoint directories written by "
-                                    f"python -m training.transformer (…/checkpoint)")
+        if not (path / "config.json").is_file() and not (path / "model.json").is_file():
+            raise FileNotFoundError(f"teacher {path}: no config.json or model.json; pass checkpoint directories written "
+                                    f"by python -m training.transformer (…/checkpoint) or a serving directory")
     return paths
 
 
-def teacher_preprocess(checkpoint: Path) -> str:
+def teacher_preprocess(checkpoint: Path) -> tuple[str, str]:
+    """(preprocess mode, normalization version) the checkpoint was trained with; checkpoints older than the field
+    were trained on `tweet-v1`."""
     meta = checkpoint / "tweetmood_training.json"
-    return json.loads(meta.read_text()).get("preprocess", "normalize") if meta.is_file() else "normalize"
+    info = json.loads(meta.read_text()) if meta.is_file() else {}
+    return info.get("preprocess", "normalize"), info.get("normalization", "tweet-v1")
+
+
+def serving_logits(model_dir: Path, texts: Sequence[str], labels: Sequence[str]) -> np.ndarray:
+    """A serving directory's scores as the core computes them (its own normalization, encoder and batching), as
+    log-probabilities in `labels` order, so they can be averaged with checkpoint teachers."""
+    from tweetmood.classifier import Classifier
+
+    classifier = Classifier.from_dir(model_dir)
+    if sorted(classifier.labels) != sorted(labels):
+        raise ValueError(f"teacher {model_dir} predicts {classifier.labels}, the data has {list(labels)}")
+    probs = np.concatenate([classifier.predict_proba(list(texts[i: i + 256])) for i in range(0, len(texts), 256)])
+    return np.log(np.clip(probs[:, [classifier.labels.index(label) for label in labels]], 1e-9, 1.0))
 
 
 def teacher_logits(checkpoint: Path, texts: Sequence[str], labels: Sequence[str], *, device: torch.device,
@@ -56,18 +71,26 @@ def teacher_logits(checkpoint: Path, texts: Sequence[str], labels: Sequence[str]
     key = hashlib.sha256()
     key.update(str(checkpoint.resolve()).encode())
     weights = checkpoint / "model.safetensors"
+    if not weights.exists():
+        weights = checkpoint / "model.onnx"
     key.update(str(weights.stat().st_mtime_ns if weights.exists() else 0).encode())  # retrained in place: new key
     for t in texts:
         key.update(t.encode("utf-8", "surrogatepass") + b"\0")
     cached = cache_dir / f"{key.hexdigest()[:24]}.npy" if cache_dir else None
     if cached is not None and cached.is_file():
         return np.load(cached)
+    if (checkpoint / "model.json").is_file():
+        logits = serving_logits(checkpoint, texts, labels)
+        if cached is not None:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            np.save(cached, logits)
+        return logits
     tokenizer, model = _load(str(checkpoint), labels)
     trained = [model.config.id2label[i] for i in range(model.config.num_labels)]
     if sorted(trained) != sorted(labels):
         raise ValueError(f"teacher {checkpoint} predicts {trained}, the data has {list(labels)}")
     model.to(device)
-    preprocess = make_preprocess(teacher_preprocess(checkpoint))
+    preprocess = make_preprocess(*teacher_preprocess(checkpoint))
     ids = encode(tokenizer, [preprocess(t) for t in texts], max_length)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     logits = predict(model, ids, batch_size=batch_size, device=device,
@@ -91,10 +114,15 @@ def ensemble_probs(teachers: Sequence[Path], texts: Sequence[str], labels: Seque
     return (total / len(teachers)).astype(np.float32)
 
 
-def distillation_loss(student_logits: torch.Tensor, teacher_probs: torch.Tensor, temperature: float) -> torch.Tensor:
-    """KL(teacher ‖ student) at `temperature`, scaled by T² so its gradients keep their size as T changes."""
+def distillation_loss(student_logits: torch.Tensor, teacher_probs: torch.Tensor, temperature: float,
+                      reduction: str = "batchmean") -> torch.Tensor:
+    """KL(teacher ‖ student) at `temperature`, scaled by T² so its gradients keep their size as T changes;
+    `reduction="none"` gives one value per row."""
     log_student = torch.log_softmax(student_logits.float() / temperature, dim=-1)
-    return torch.nn.functional.kl_div(log_student, teacher_probs, reduction="batchmean") * temperature**2
+    if reduction == "none":
+        kl = torch.nn.functional.kl_div(log_student, teacher_probs, reduction="none").sum(dim=-1)
+        return kl * temperature**2
+    return torch.nn.functional.kl_div(log_student, teacher_probs, reduction=reduction) * temperature**2
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,7 +17,7 @@ import numpy as np
 
 from tweetmood.classifier import Classifier, sha256_file
 from tweetmood.encoders import WordPieceEncoder
-from tweetmood.normalize import NORMALIZATION_VERSION, normalize_tweet
+from tweetmood.normalize import NORMALIZATION_VERSION, NORMALIZERS, normalize_tweet
 
 log = logging.getLogger(__name__)
 
@@ -407,6 +407,14 @@ def _serving_tokenizer(checkpoint_dir: Path, max_length: int):
     return tok
 
 
+def checkpoint_normalization(checkpoint_dir: str | Path) -> str:
+    """The normalization a checkpoint was trained with (its tweetmood_training.json; older ones: tweet-v1)."""
+    info = Path(checkpoint_dir) / "tweetmood_training.json"
+    if not info.is_file():
+        return NORMALIZATION_VERSION
+    return json.loads(info.read_text(encoding="utf-8")).get("normalization", "tweet-v1")
+
+
 def write_serving_dir(onnx_path: str | Path, checkpoint_dir: str | Path, out_dir: str | Path, labels: Sequence[str],
                       max_length: int, name: str, quantization: str, base_model: str | None = None,
                       card: dict | None = None, graph: str = "full") -> Path:
@@ -426,7 +434,7 @@ def write_serving_dir(onnx_path: str | Path, checkpoint_dir: str | Path, out_dir
         "max_length": int(max_length),
         "model_file": "model.onnx",
         "sha256": digest,
-        "normalization": NORMALIZATION_VERSION,
+        "normalization": checkpoint_normalization(checkpoint_dir),
         "encoder": {"type": "wordpiece", "tokenizer_file": "tokenizer.json"},
         "output": {"name": "logits", "kind": "logits"},
         "quantization": quantization,
@@ -504,7 +512,8 @@ def torch_logits(checkpoint_dir: str | Path, texts: Sequence[str], max_length: i
 
     tokenizer = AutoTokenizer.from_pretrained(str(checkpoint_dir), local_files_only=True)
     model = AutoModelForSequenceClassification.from_pretrained(str(checkpoint_dir), local_files_only=True).eval()
-    prepared = [normalize_tweet(t) for t in texts]
+    normalize = NORMALIZERS[checkpoint_normalization(checkpoint_dir)]
+    prepared = [normalize(t) for t in texts]
     out = []
     with torch.inference_mode():
         for i in range(0, len(prepared), batch_size):

@@ -34,13 +34,12 @@ os.environ.setdefault("USE_TF", "0")
 
 import numpy as np
 import torch
-from torch.nn import functional as F
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from training.data import Example, Splits
+from training.data import EMOTION, REAL_TWEETS, Example, Splits, single_label
 from training.evaluate import classification_report
 from training.rawify import RAW_TEST_SEED, rawify, rawify_examples
-from tweetmood.normalize import NORMALIZATION_VERSION, normalize_tweet
+from tweetmood.normalize import NORMALIZATION_VERSION, NORMALIZERS
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +107,14 @@ class TransformerArgs:
     max_grad_norm: float = 1.0
     """Gradient clipping norm."""
     teachers: str = ""
-    """Comma-separated fine-tuned checkpoints whose averaged probabilities the model also learns (distillation; "" = off)."""
+    """Comma-separated teachers whose averaged probabilities the model also learns (distillation; "" = off): fine-tuned
+    checkpoints, or serving directories (model.json + ONNX, e.g. layers/model/model), each reading its own normalization."""
+    teacher_sources: str = EMOTION
+    """Which training rows the teachers' targets apply to: "emotion", "ec" or "all" (others learn their labels only)."""
+    real_tweet_weight: float = 1.0
+    """Loss weight of real-tweet (E-c) rows relative to emotion-corpus rows."""
+    num_layers: int = 0
+    """Keep only the first N encoder layers of the base (a smaller, faster student); 0 = all."""
     distill_alpha: float = 0.7
     """With teachers: loss = alpha * distillation loss + (1 - alpha) * label cross-entropy."""
     distill_temperature: float = 2.0
@@ -184,8 +190,9 @@ def class_weights(label_ids: Sequence[int], n_labels: int, mode: str) -> torch.T
     return torch.tensor(weights, dtype=torch.float32)
 
 
-def make_preprocess(mode: str) -> Callable[[str], str]:
+def make_preprocess(mode: str, normalization: str = NORMALIZATION_VERSION) -> Callable[[str], str]:
     """The text function applied before tokenization, in training and on the test sets."""
+    normalize_tweet = NORMALIZERS[normalization]
     if mode == "normalize":
         return normalize_tweet
     if mode == "stopwords":
@@ -298,6 +305,49 @@ def _subset(examples: list[Example], n: int | None, seed: int) -> list[Example]:
     return [examples[i] for i in sorted(picked)]
 
 
+def target_matrix(examples: Sequence[Example], labels: Sequence[str]) -> np.ndarray:
+    """One row per example: its soft target when it has one, else one-hot on its label."""
+    index = {label: i for i, label in enumerate(labels)}
+    targets = np.zeros((len(examples), len(labels)), dtype=np.float32)
+    for row, e in enumerate(examples):
+        if e.targets is not None:
+            targets[row] = e.targets
+        else:
+            targets[row, index[e.label]] = 1.0
+    return targets
+
+
+def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, *, weight: torch.Tensor | None = None,
+                       label_smoothing: float = 0.0) -> torch.Tensor:
+    """Per-example cross-entropy against probability targets (one-hot rows give the ordinary loss);
+    `weight` is a per-class weight applied by each row's target mass."""
+    if label_smoothing:
+        targets = targets * (1 - label_smoothing) + label_smoothing / targets.shape[1]
+    losses = -(targets * torch.log_softmax(logits.float(), dim=-1)).sum(dim=-1)
+    if weight is not None:
+        losses = losses * (targets @ weight)
+    return losses
+
+
+def truncate_layers(model: torch.nn.Module, n: int) -> None:
+    """Keep the first `n` transformer layers of a BERT-family encoder (a smaller student that keeps its embeddings)."""
+    encoder = getattr(getattr(model, model.base_model_prefix), "encoder")
+    layers = encoder.layer
+    if not 0 < n <= len(layers):
+        raise ValueError(f"num_layers must be between 1 and {len(layers)}, not {n}")
+    encoder.layer = torch.nn.ModuleList(list(layers)[:n])
+    model.config.num_hidden_layers = n
+
+
+def selection_score(reports: dict[str, dict]) -> float:
+    """What model selection maximizes: emotion validation macro-F1, averaged with real-tweet (held-out E-c) accuracy
+    when that set exists. Never test data, never E-c dev."""
+    score = reports["val"]["macro_f1"]
+    if "ec-val" in reports:
+        score = (score + reports["ec-val"]["accuracy"]) / 2
+    return round(score, 6)
+
+
 def _load(base_model: str, labels: Sequence[str]):
     try:
         tokenizer = AutoTokenizer.from_pretrained(base_model)
@@ -328,6 +378,8 @@ def train_transformer(args: TransformerArgs, splits: Splits) -> TransformerResul
     preprocess = make_preprocess(args.preprocess)
 
     tokenizer, model = _load(args.base_model, labels)
+    if args.num_layers:
+        truncate_layers(model, args.num_layers)
     model.to(device)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     with_token_types = "token_type_ids" in _forward_inputs(model)
@@ -335,17 +387,24 @@ def train_transformer(args: TransformerArgs, splits: Splits) -> TransformerResul
 
     train = _subset(splits.train, args.max_train_examples, args.seed)
     y_train = [label_id[e.label] for e in train]
-    y_val, y_test = splits.label_ids(splits.val), splits.label_ids(splits.test)
-    val_ids = encode(tokenizer, [preprocess(e.text) for e in splits.val], args.max_length)
+    y_test = splits.label_ids(splits.test)
+    # Every evaluation set: accuracy and macro-F1 on its single-label rows.
+    eval_sets = {"val": splits.val, **splits.extra_val}
+    eval_ids = {name: (encode(tokenizer, [preprocess(e.text) for e in single_label(ex)], args.max_length),
+                       splits.label_ids(single_label(ex))) for name, ex in eval_sets.items()}
 
-    soft_targets = None
+    soft_targets, teacher_mask = None, None
     if args.teachers:
         from training.distill import distillation_loss, ensemble_probs, parse_teachers
 
         soft_targets = torch.from_numpy(ensemble_probs(
             parse_teachers(args.teachers), [e.text for e in train], labels, temperature=args.distill_temperature,
             device=device, max_length=args.max_length, cache_dir=Path(args.output_dir) / "teacher-cache")).to(device)
-    y_train_t = torch.tensor(y_train, dtype=torch.long, device=device)
+        sources = {EMOTION, REAL_TWEETS} if args.teacher_sources == "all" else set(args.teacher_sources.split(","))
+        teacher_mask = torch.tensor([e.source in sources for e in train], dtype=torch.bool, device=device)
+    targets_t = torch.from_numpy(target_matrix(train, labels)).to(device)
+    row_weight = torch.tensor([args.real_tweet_weight if e.source == REAL_TWEETS else 1.0 for e in train],
+                              dtype=torch.float32, device=device)
 
     weights = class_weights(y_train, len(labels), args.class_weights)
     weights = weights.to(device) if weights is not None else None
@@ -355,36 +414,45 @@ def train_transformer(args: TransformerArgs, splits: Splits) -> TransformerResul
     scheduler = linear_schedule(optimizer, round(args.warmup_ratio * total_steps), total_steps)
     loader_gen = torch.Generator().manual_seed(args.seed)
     augment_rng = random.Random(args.seed + 1)
-    log.info("training %s on %d examples (%d val) on %s, bf16=%s, %d steps planned",
-             args.base_model, len(train), len(splits.val), device_name(device), bf16, total_steps)
+    log.info("training %s on %d examples (%d val%s) on %s, bf16=%s, %d steps planned", args.base_model, len(train),
+             len(splits.val), "".join(f", {len(v)} {k}" for k, v in splits.extra_val.items()), device_name(device),
+             bf16, total_steps)
 
     history: list[dict] = []
-    best: dict = {"key": (-1.0, -1.0), "report": None, "epoch": 0, "step": 0, "state": None}
+    best: dict = {"key": (-1.0, -1.0), "report": None, "reports": {}, "epoch": 0, "step": 0, "state": None}
     evals_without_gain, step, stop, epochs_run = 0, 0, False, 0
 
     def validate(epoch: int, losses: list[float]) -> bool:
-        """Score validation, keep the best state; True when patience has run out."""
+        """Score every evaluation set, keep the best state by `selection_score`; True when patience has run out."""
         nonlocal evals_without_gain
-        report = _evaluate(model, val_ids, y_val, labels, **eval_kw)
+        reports = {name: _evaluate(model, ids, y, labels, **eval_kw) for name, (ids, y) in eval_ids.items()}
+        report = reports["val"]
         entry = {"epoch": epoch, "step": step, "train_loss": round(float(np.mean(losses)), 5) if losses else None,
                  "lr": max(g["lr"] for g in optimizer.param_groups), "val_accuracy": report["accuracy"],
-                 "val_macro_f1": report["macro_f1"], "elapsed_s": round(time.perf_counter() - started, 1)}
+                 "val_macro_f1": report["macro_f1"], "selection": selection_score(reports),
+                 **{f"{name}_{m}": r[m] for name, r in reports.items() if name != "val"
+                    for m in ("accuracy", "macro_f1")},
+                 "elapsed_s": round(time.perf_counter() - started, 1)}
         history.append(entry)
-        key = (report["macro_f1"], report["accuracy"])
+        key = (selection_score(reports), report["accuracy"])
         if key > best["key"]:
-            best.update(key=key, report=report, epoch=epoch, step=step,
+            best.update(key=key, report=report, reports=reports, epoch=epoch, step=step,
                         state={k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()})
             evals_without_gain = 0
         else:
             evals_without_gain += 1
-        log.info("epoch %d step %d: train loss %s, val acc %.4f macro-F1 %.4f%s", epoch, step, entry["train_loss"],
-                 report["accuracy"], report["macro_f1"], " (best)" if best["step"] == step else "")
+        log.info("epoch %d step %d: train loss %s, selection %.4f, %s%s", epoch, step, entry["train_loss"],
+                 entry["selection"], ", ".join(f"{name} acc {r['accuracy']:.4f} macro-F1 {r['macro_f1']:.4f}"
+                                               for name, r in reports.items()),
+                 " (best)" if best["step"] == step else "")
         model.train()
         return args.patience > 0 and evals_without_gain >= args.patience
 
     for epoch in range(1, args.epochs + 1):
         epochs_run = epoch
-        texts = [rawify(e.text, augment_rng) if augment_rng.random() < args.augment_prob else e.text for e in train]
+        # Real tweets are raw already; rawify only makes emotion-corpus rows look like them.
+        texts = [rawify(e.text, augment_rng) if e.source == EMOTION and augment_rng.random() < args.augment_prob
+                 else e.text for e in train]
         train_ids = encode(tokenizer, [preprocess(t) for t in texts], args.max_length)
         loader = torch.utils.data.DataLoader(
             # The label slot carries each example's index; labels and soft targets are looked up by it.
@@ -397,13 +465,16 @@ def train_transformer(args: TransformerArgs, splits: Splits) -> TransformerResul
         for batch in bar:
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
             index = batch.pop("labels")
-            y = y_train_t[index]
             with _autocast(device, bf16):
                 logits = model(**batch).logits
-            loss = F.cross_entropy(logits.float(), y, weight=weights, label_smoothing=args.label_smoothing)
+            losses_row = soft_cross_entropy(logits, targets_t[index], weight=weights,
+                                            label_smoothing=args.label_smoothing)
             if soft_targets is not None:
-                kd = distillation_loss(logits, soft_targets[index], args.distill_temperature)
-                loss = args.distill_alpha * kd + (1 - args.distill_alpha) * loss
+                kd = distillation_loss(logits, soft_targets[index], args.distill_temperature, reduction="none")
+                taught = teacher_mask[index]
+                losses_row = torch.where(taught, args.distill_alpha * kd + (1 - args.distill_alpha) * losses_row,
+                                         losses_row)
+            loss = (losses_row * row_weight[index]).sum() / row_weight[index].sum()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
@@ -432,9 +503,10 @@ def train_transformer(args: TransformerArgs, splits: Splits) -> TransformerResul
     raw_test = rawify_examples(splits.test, args.raw_test_seed)
     raw_report = _evaluate(model, encode(tokenizer, [preprocess(e.text) for e in raw_test], args.max_length),
                            y_test, labels, **eval_kw)
-    log.info("best epoch %d: test acc %.4f macro-F1 %.4f; raw test acc %.4f macro-F1 %.4f",
+    log.info("best epoch %d: test acc %.4f macro-F1 %.4f; raw test acc %.4f macro-F1 %.4f%s",
              best["epoch"], test_report["accuracy"], test_report["macro_f1"], raw_report["accuracy"],
-             raw_report["macro_f1"])
+             raw_report["macro_f1"], "".join(f"; {name} acc {r['accuracy']:.4f} macro-F1 {r['macro_f1']:.4f}"
+                                             for name, r in best["reports"].items() if name != "val"))
     return _write(args, model, tokenizer, best, history, test_report, raw_report, epochs_run, train_time,
                   device_name(device), len(train))
 
@@ -464,6 +536,8 @@ def _write(args, model, tokenizer, best, history, test_report, raw_report, epoch
         "model": "transformer",
         "base_model": args.base_model,
         "val": best["report"],
+        **{name.replace("-", "_"): r for name, r in best["reports"].items() if name != "val"},
+        "selection": best["key"][0],
         "best_epoch": best["epoch"],
         "best_step": best["step"],
         "test": test_report,
@@ -523,6 +597,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-dir", default=None, help="directory with train.* and test.* (default ../shared/data/emotion)")
     parser.add_argument("--val-fraction", type=float, default=0.1, help="validation share carved out of train")
     parser.add_argument("--split-seed", type=int, default=13, help="seed of the stratified validation split")
+    parser.add_argument("--real-tweets-dir", default="auto",
+                        help="SemEval-2018 E-c directory (train.tsv, dev.tsv) to train on as well; auto = "
+                             "../shared/data/semeval2018-ec when present, none = emotion corpus only")
     hints, docs = get_type_hints(TransformerArgs), _field_docs(TransformerArgs)
     defaults = TransformerArgs()
     for f in fields(TransformerArgs):
@@ -535,15 +612,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from training.data import load_splits
+    from training.data import load_splits, resolve_real_tweets_dir
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     ns = vars(build_parser().parse_args(argv))
-    splits = load_splits(ns.pop("data_dir"), val_fraction=ns.pop("val_fraction"), seed=ns.pop("split_seed"))
+    splits = load_splits(ns.pop("data_dir"), val_fraction=ns.pop("val_fraction"), seed=ns.pop("split_seed"),
+                         real_tweets_dir=resolve_real_tweets_dir(ns.pop("real_tweets_dir")))
     result = train_transformer(TransformerArgs(**ns), splits)
     print(json.dumps({"val_macro_f1": result.val["macro_f1"], "test_accuracy": result.test["accuracy"],
                       "test_macro_f1": result.test["macro_f1"], "raw_test_accuracy": result.test_raw["accuracy"],
                       "raw_test_macro_f1": result.test_raw["macro_f1"], "best_epoch": result.best_epoch,
+                      **{f"{k}_accuracy": v["accuracy"] for k, v in json.loads(result.metrics_path.read_text()).items()
+                         if k.startswith("ec_")},
                       "epochs_run": result.epochs_run, "train_time_s": result.train_time_s, "device": result.device,
                       "metrics": str(result.metrics_path)}, indent=2))
     return 0
