@@ -224,6 +224,23 @@ def calibrate_model_dir(model_dir: str | Path, texts: Sequence[str], targets, *,
     return fit_and_write(model_dir, served_logits(classifier, texts), targets, fitted_on=fitted_on, method=method)
 
 
+def calibration_reports(model_dir: str | Path, named_sets: Mapping[str, tuple[Sequence[str], object]], *,
+                        diagram: str | Path | None = None, threads: int | None = None) -> dict:
+    """For each named `(texts, targets)` set, `{"before": report, "after": report}`: the served model without its
+    calibration (temperature 1) and with the one in its model.json; with `diagram`, also their reliability diagram."""
+    classifier = Classifier.from_dir(model_dir, threads=threads)
+    field = classifier.meta.get("calibration")
+    reports, panels = {}, {}
+    for name, (texts, targets) in named_sets.items():
+        logits = served_logits(classifier, texts)
+        before, after = apply_calibration(None, logits), apply_calibration(field, logits)
+        reports[name] = {"before": calibration_report(before, targets), "after": calibration_report(after, targets)}
+        panels[name] = (before, after, targets)
+    if diagram:
+        reliability_diagram(panels, diagram)
+    return reports
+
+
 def reliability_diagram(named_probs_labels: Mapping[str, tuple[np.ndarray, np.ndarray, object]], path: str | Path,
                         n_bins: int = N_BINS) -> Path:
     """A PNG with one panel per data set: accuracy against confidence per bin, before and after calibration.
@@ -267,7 +284,7 @@ class LabelledSet:
     texts: list[str]
     targets: np.ndarray
     dropped: int = 0
-    """Rows of the file left out: E-c rows carrying none of the labels."""
+    """E-c rows left out: those carrying none of the labels (with `@single`, also those carrying several)."""
 
 
 def read_ec_rows(path: Path, labels: Sequence[str]) -> tuple[list[str], list[list[str]]]:
@@ -377,7 +394,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     reported = {s.name: (served_logits(classifier, s.texts), s.targets) for s in report_sets}
     result = compare_methods(fit_logits, fit_targets, reported)
     for s in fit_sets + report_sets:
-        print(f"{s.name}: {len(s.texts)} rows" + (f" ({s.dropped} left out: none of the labels)" if s.dropped else ""))
+        why = "not exactly one of the labels" if s.name.endswith("@single") else "none of the labels"
+        print(f"{s.name}: {len(s.texts)} rows" + (f" ({s.dropped} left out: {why})" if s.dropped else ""))
     print(f"temperature: {result['fields']['temperature']['temperature']}")
     print(f"{'data':<48} {'method':<12} {'ECE':>7} {'NLL':>7} {'Brier':>7} {'acc':>7} {'conf':>7}")
     for name, by_method in result["reports"].items():
@@ -390,7 +408,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"wrote {Path(ns.model) / 'model.json'}: {json.dumps(written['calibration'])}")
     if ns.diagram:
         field = result["fields"][ns.method]
-        panels = {name: (apply_calibration(None, logits), apply_calibration(field, logits), targets)
+        # Panel titles: the data set's folder and file name with its part, not the whole path.
+        panels = {"/".join(Path(name).parts[-2:]): (apply_calibration(None, logits), apply_calibration(field, logits),
+                                                    targets)
                   for name, (logits, targets) in reported.items()}
         print(f"wrote {reliability_diagram(panels, ns.diagram)}")
     if ns.json:

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training.calibrate import (apply_calibration, calibrate_model_dir, calibration_report, expected_calibration_error,
-                                fit_temperature, fit_vector_scaling, load_labelled, main, negative_log_likelihood,
-                                reliability_diagram, served_logits)
+from training.calibrate import (apply_calibration, calibrate_model_dir, calibration_report, calibration_reports,
+                                expected_calibration_error, fit_temperature, fit_vector_scaling, load_labelled, main,
+                                negative_log_likelihood, reliability_diagram, served_logits)
 from tweetmood.calibration import softmax
 from tweetmood.classifier import Classifier, sha256_file
 
@@ -225,3 +225,13 @@ def test_the_command_line_prints_ece_before_and_after_and_writes_only_when_asked
 def test_the_command_line_reports_a_missing_file_instead_of_a_traceback(model_dir, tmp_path, capsys):
     assert main(["--model", str(model_dir), "--fit-data", str(tmp_path / "nope.txt")]) == 2
     assert "nope.txt: file not found" in capsys.readouterr().err
+
+
+def test_calibration_reports_compare_the_served_scores_with_and_without_the_stored_calibration(model_dir, tmp_path):
+    labels = np.arange(len(TWEETS)) % 6
+    calibrate_model_dir(model_dir, TWEETS, labels, fitted_on="x", threads=1)
+    reports = calibration_reports(model_dir, {"tweets": (TWEETS, labels)}, diagram=tmp_path / "d.png", threads=1)
+    classifier = Classifier.from_dir(model_dir, threads=1)
+    assert reports["tweets"]["after"] == calibration_report(classifier.predict_proba(TWEETS), labels)
+    assert reports["tweets"]["before"] == calibration_report(softmax(classifier.outputs(TWEETS)), labels)
+    assert (tmp_path / "d.png").is_file()
