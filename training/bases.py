@@ -240,9 +240,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     print(folder)
     if ns.time_steps:
-        from training.calibrate import read_ec_rows
+        from training.data import EC_EMOTIONS, load_ec
 
-        texts, _ = read_ec_rows(Path(ns.tweets), [])
+        texts = [e.text for e in load_ec(ns.tweets, EC_EMOTIONS)]
         print(json.dumps(time_training_steps(folder, texts, steps=ns.time_steps, threads=ns.threads)))
     return 0
 

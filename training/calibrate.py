@@ -9,15 +9,15 @@ Logits come from the served model (`tweetmood.classifier.Classifier`: the int8 O
 encoder, length-sorted batches as the core forms them), so the fit corrects the model as it is served, quantization
 included. `--write` stores the fit in `model.json["calibration"]`, which the serving core applies before its softmax.
 Data specs: `PATH` (a `text;label`, CSV or JSONL file, or a SemEval-2018 E-c `.tsv`), with an optional suffix:
-`@val` (the training job's validation split of a labelled file: seeded stratified 10%, seed 13), `@A:B` (rows from
-fraction A to fraction B of the file, in file order) or, for E-c, `@single` (rows with exactly one of the labels).
-E-c rows carrying several of the labels get soft targets spread evenly over them; rows carrying none are left out.
+`@val` (what the training job holds out: of a labelled file, the seeded stratified 10% validation split; of E-c
+`train.tsv`, its "ec-val" part), `@A:B` (rows from fraction A to fraction B of the file, in file order) or, for E-c,
+`@single` (rows with exactly one of the labels). E-c rows are read by `training.data.load_ec`: rows carrying several
+of the labels get soft targets spread evenly over them; rows carrying none are left out.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 import os
@@ -278,7 +278,7 @@ def reliability_diagram(named_probs_labels: Mapping[str, tuple[np.ndarray, np.nd
 
 @dataclass
 class LabelledSet:
-    """Texts with targets in a model's label order: ids (one label) or probability rows (several)."""
+    """Texts with targets in a model's label order: one probability row per text (one-hot for a single label)."""
 
     name: str
     texts: list[str]
@@ -287,50 +287,28 @@ class LabelledSet:
     """E-c rows left out: those carrying none of the labels (with `@single`, also those carrying several)."""
 
 
-def read_ec_rows(path: Path, labels: Sequence[str]) -> tuple[list[str], list[list[str]]]:
-    """Texts and the subset of `labels` each carries, from a SemEval-2018 E-c TSV (header `ID Tweet anger ...`)."""
-    with open(path, encoding="utf-8-sig", newline="") as fh:
-        reader = csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE)
-        header = next(reader, None)
-        missing = [c for c in ["Tweet", *labels] if header is None or c not in header]
-        if missing:
-            raise ValueError(f"{path}:1: the header lacks {missing}; expected `ID<TAB>Tweet<TAB>anger...` (E-c format)")
-        columns = {c: header.index(c) for c in ["Tweet", *labels]}
-        texts, carried = [], []
-        for row in reader:
-            if len(row) != len(header):
-                raise ValueError(f"{path}:{reader.line_num}: {len(row)} fields, the header has {len(header)}; "
-                                 "fix the tabs on that line")
-            bad = [c for c in labels if row[columns[c]] not in ("0", "1")]
-            if bad:
-                raise ValueError(f"{path}:{reader.line_num}: {bad} must be 0 or 1")
-            texts.append(row[columns["Tweet"]])
-            carried.append([c for c in labels if row[columns[c]] == "1"])
-    return texts, carried
-
-
 def load_labelled(spec: str, labels: Sequence[str]) -> LabelledSet:
     """Read a data spec (`PATH`, `PATH@val`, `PATH@A:B`, `PATH@single`; see the module docstring)."""
+    from training.data import Splits, add_real_tweets, load_ec, load_examples, single_label, stratified_split
+
     path_text, _, part = spec.partition("@")
     path = Path(path_text)
     if not path.is_file():
         raise ValueError(f"{path}: file not found (data spec {spec!r})")
-    index = {label: i for i, label in enumerate(labels)}
     if path.suffix.lower() == ".tsv":
         if part == "val":
-            raise ValueError(f"{spec}: @val is the validation split of a labelled file; for E-c use @A:B or @single")
-        texts, carried = read_ec_rows(path, labels)
-        texts, carried = _slice(spec, part, texts), _slice(spec, part, carried)
-        keep = [i for i, c in enumerate(carried) if len(c) == 1] if part == "single" else \
-            [i for i, c in enumerate(carried) if c]
-        targets = np.zeros((len(keep), len(labels)))
-        for row, i in enumerate(keep):
-            targets[row, [index[c] for c in carried[i]]] = 1 / len(carried[i])
-        if part == "single":
-            targets = targets.argmax(axis=1)
-        return LabelledSet(spec, [texts[i] for i in keep], targets, dropped=len(texts) - len(keep))
-    from training.data import load_examples, stratified_split
-
+            if path.name != "train.tsv":
+                raise ValueError(f"{spec}: @val of E-c is the part of train.tsv the training job holds out")
+            examples = add_real_tweets(Splits([], [], [], list(labels)), path.parent).extra_val["ec-val"]
+            considered = len(examples)
+        elif part == "single":
+            examples, considered = single_label(load_ec(path, labels, multi="drop")), _data_rows(path)
+        else:
+            kept = set(_slice(spec, part, list(range(_data_rows(path)))))
+            examples = [e for e in load_ec(path, labels) if e.line - 2 in kept]  # line 1 is the header
+            considered = len(kept)
+        return LabelledSet(spec, [e.text for e in examples], _target_rows(examples, labels),
+                           dropped=considered - len(examples))
     examples = load_examples(path, labels)
     if part == "val":
         examples = stratified_split(examples, 0.1, 13)[1]
@@ -338,7 +316,25 @@ def load_labelled(spec: str, labels: Sequence[str]) -> LabelledSet:
         raise ValueError(f"{spec}: @single selects E-c rows with one label; {path.name} has one label per row already")
     else:
         examples = _slice(spec, part, examples)
-    return LabelledSet(spec, [e.text for e in examples], np.array([index[e.label] for e in examples]))
+    return LabelledSet(spec, [e.text for e in examples], _target_rows(examples, labels))
+
+
+def _data_rows(path: Path) -> int:
+    """Lines after the header: an E-c example on line n is data row n - 2."""
+    with open(path, encoding="utf-8-sig") as fh:
+        return sum(1 for _ in fh) - 1
+
+
+def _target_rows(examples, labels: Sequence[str]) -> np.ndarray:
+    """One probability row per example: its soft target where it carries several labels, else one-hot."""
+    index = {label: i for i, label in enumerate(labels)}
+    rows = np.zeros((len(examples), len(labels)))
+    for row, e in enumerate(examples):
+        if e.targets is not None:
+            rows[row] = e.targets
+        else:
+            rows[row, index[e.label]] = 1.0
+    return rows
 
 
 def _slice(spec: str, part: str, rows: list) -> list:

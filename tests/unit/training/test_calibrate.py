@@ -179,10 +179,11 @@ def test_ec_rows_get_soft_targets_over_the_labels_they_carry_and_rows_with_none_
     np.testing.assert_allclose(data.targets, [[0, 1, 0, 0, 0, 0], [0.5, 0, 0, 0.5, 0, 0], [0, 0, 0, 0, 0, 1]])
 
 
-def test_single_keeps_only_ec_rows_with_exactly_one_label_as_label_ids(tmp_path):
+def test_single_keeps_only_ec_rows_with_exactly_one_label(tmp_path):
     path = ec_file(tmp_path, [("happy", {"joy"}), ("sad and mad", {"sadness", "anger"}), ("scared", {"fear"})])
     data = load_labelled(f"{path}@single", LABELS)
-    assert data.texts == ["happy", "scared"] and data.targets.tolist() == [1, 4]
+    assert data.texts == ["happy", "scared"] and data.targets.argmax(axis=1).tolist() == [1, 4]
+    assert data.targets.max(axis=1).tolist() == [1, 1] and data.dropped == 1
 
 
 def test_a_fraction_range_takes_rows_in_file_order(tmp_path):
@@ -196,7 +197,7 @@ def test_a_fraction_range_takes_rows_in_file_order(tmp_path):
 def test_a_bad_ec_line_is_named_by_file_and_line(tmp_path):
     path = ec_file(tmp_path, [("fine", {"joy"})])
     path.write_text(path.read_text().rstrip("\r\n") + "\r\nid9\tbroken\t1\t0\r\n")
-    with pytest.raises(ValueError, match=f"{path}:3: 4 fields, the header has 13"):
+    with pytest.raises(ValueError, match=f"{path}:3: 4 tab-separated fields, the header has 13"):
         load_labelled(str(path), LABELS)
 
 
@@ -235,3 +236,15 @@ def test_calibration_reports_compare_the_served_scores_with_and_without_the_stor
     assert reports["tweets"]["after"] == calibration_report(classifier.predict_proba(TWEETS), labels)
     assert reports["tweets"]["before"] == calibration_report(softmax(classifier.outputs(TWEETS)), labels)
     assert (tmp_path / "d.png").is_file()
+
+
+def test_val_of_ec_train_is_the_part_the_training_job_holds_out(tmp_path):
+    from training.data import Splits, add_real_tweets
+
+    rows = [(f"tweet {i}", {LABELS[i % 6]} | ({"joy"} if i % 5 == 0 else set())) for i in range(40)]
+    path = ec_file(tmp_path, rows).rename(tmp_path / "train.tsv")
+    ec_file(tmp_path, rows[:3]).rename(tmp_path / "dev.tsv")
+    held = load_labelled(f"{path}@val", LABELS)
+    trained = add_real_tweets(Splits([], [], [], LABELS), tmp_path).train
+    assert len(held.texts) == 4 and not set(held.texts) & {e.text for e in trained}
+    assert held.targets.shape == (4, 6) and np.allclose(held.targets.sum(axis=1), 1)
