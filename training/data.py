@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
+import numpy as np
+
 SHARED_DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "emotion"
 SHARED_EC_DIR = SHARED_DATA_DIR.parent / "semeval2018-ec"
 # The eleven E-c emotions, in the order of the task's header.
@@ -203,6 +205,18 @@ def single_label(examples: Sequence[Example]) -> list[Example]:
     return [e for e in examples if e.targets is None]
 
 
+def target_matrix(examples: Sequence[Example], labels: Sequence[str]) -> np.ndarray:
+    """One row per example: its soft target when it has one, else one-hot on its label."""
+    index = {label: i for i, label in enumerate(labels)}
+    targets = np.zeros((len(examples), len(labels)), dtype=np.float32)
+    for row, e in enumerate(examples):
+        if e.targets is not None:
+            targets[row] = e.targets
+        else:
+            targets[row, index[e.label]] = 1.0
+    return targets
+
+
 def add_real_tweets(splits: Splits, ec_dir: str | Path, *, val_fraction: float = 0.1, seed: int = 13,
                     multi: str = "soft") -> Splits:
     """Train on E-c train as well: a seeded `val_fraction` of it is held out as "ec-val"; E-c dev (its single-label
@@ -224,13 +238,15 @@ def add_real_tweets(splits: Splits, ec_dir: str | Path, *, val_fraction: float =
     return Splits(train=combined, val=splits.val, test=splits.test, labels=splits.labels, extra_val=extra)
 
 
-def resolve_real_tweets_dir(value: str | None) -> Path | None:
-    """The `--real-tweets-dir` option: "auto" = ../shared/data/semeval2018-ec when present, "none" = off, else a
-    directory holding train.tsv and dev.tsv."""
+def resolve_real_tweets_dir(value: str | None, data_dir: str | Path | None = None) -> Path | None:
+    """The `--real-tweets-dir` option: "auto" = ../shared/data/semeval2018-ec when present and the emotion data is the
+    shared corpus too (a run on other data gets real tweets only when asked), "none" = off, else a directory holding
+    train.tsv and dev.tsv."""
     if value is None or value.lower() == "none":
         return None
     if value.lower() == "auto":
-        return default_ec_dir()
+        own_data = data_dir is not None and Path(data_dir).resolve() != SHARED_DATA_DIR.resolve()
+        return None if own_data else default_ec_dir()
     path = Path(value)
     if not (path / "train.tsv").is_file() or not (path / "dev.tsv").is_file():
         raise DataError(f"{path}: --real-tweets-dir needs train.tsv and dev.tsv (SemEval-2018 E-c); pass none to "

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import json
 import logging
 from pathlib import Path
@@ -33,9 +34,35 @@ from training.evaluate import classification_report
 log = logging.getLogger(__name__)
 
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def from_git(revision: str, path: str, cache_root: Path | None = None) -> Path:
+    """`path` as it was at `revision` of this repository, extracted once into a cache: a model directory that an
+    earlier commit shipped (e.g. the previous model, as a teacher) stays reproducible after it is replaced."""
+    import subprocess
+    import tarfile
+
+    commit = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "--verify", f"{revision}^{{commit}}"],
+                            capture_output=True, text=True)
+    if commit.returncode:
+        raise FileNotFoundError(f"teacher git:{revision}:{path}: {revision!r} is not a commit of {REPO_ROOT} "
+                                f"({commit.stderr.strip()}); clone with full history or pass a directory")
+    target = (cache_root or REPO_ROOT / "runs" / "git-teachers") / commit.stdout.strip()[:12]
+    if not (target / path).is_dir():
+        target.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(["git", "-C", str(REPO_ROOT), "archive", commit.stdout.strip(), path],
+                                 capture_output=True, check=True).stdout
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+            tar.extractall(target, filter="data")
+    return target / path
+
+
 def parse_teachers(spec: str) -> list[Path]:
-    """`a,b,c` → teacher directories: checkpoints saved by training.transformer, or serving directories (model.json)."""
-    paths = [Path(p.strip()) for p in spec.split(",") if p.strip()]
+    """`a,b,c` → teacher directories: checkpoints saved by training.transformer, serving directories (model.json),
+    or `git:REV:PATH`, a serving directory as commit REV of this repository holds it."""
+    paths = [from_git(*p.strip()[4:].split(":", 1)) if p.strip().startswith("git:") else Path(p.strip())
+             for p in spec.split(",") if p.strip()]
     for path in paths:
         if not (path / "config.json").is_file() and not (path / "model.json").is_file():
             raise FileNotFoundError(f"teacher {path}: no config.json or model.json; pass checkpoint directories written "

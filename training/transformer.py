@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from training.data import EMOTION, REAL_TWEETS, Example, Splits, single_label
+from training.data import EMOTION, REAL_TWEETS, Example, Splits, single_label, target_matrix
 from training.evaluate import classification_report
 from training.rawify import RAW_TEST_SEED, rawify, rawify_examples
 from tweetmood.normalize import NORMALIZATION_VERSION, NORMALIZERS
@@ -303,18 +303,6 @@ def _subset(examples: list[Example], n: int | None, seed: int) -> list[Example]:
         return list(examples)
     picked = random.Random(seed).sample(range(len(examples)), n)
     return [examples[i] for i in sorted(picked)]
-
-
-def target_matrix(examples: Sequence[Example], labels: Sequence[str]) -> np.ndarray:
-    """One row per example: its soft target when it has one, else one-hot on its label."""
-    index = {label: i for i, label in enumerate(labels)}
-    targets = np.zeros((len(examples), len(labels)), dtype=np.float32)
-    for row, e in enumerate(examples):
-        if e.targets is not None:
-            targets[row] = e.targets
-        else:
-            targets[row, index[e.label]] = 1.0
-    return targets
 
 
 def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, *, weight: torch.Tensor | None = None,
@@ -616,8 +604,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     ns = vars(build_parser().parse_args(argv))
-    splits = load_splits(ns.pop("data_dir"), val_fraction=ns.pop("val_fraction"), seed=ns.pop("split_seed"),
-                         real_tweets_dir=resolve_real_tweets_dir(ns.pop("real_tweets_dir")))
+    data_dir = ns.pop("data_dir")
+    splits = load_splits(data_dir, val_fraction=ns.pop("val_fraction"), seed=ns.pop("split_seed"),
+                         real_tweets_dir=resolve_real_tweets_dir(ns.pop("real_tweets_dir"), data_dir))
     result = train_transformer(TransformerArgs(**ns), splits)
     print(json.dumps({"val_macro_f1": result.val["macro_f1"], "test_accuracy": result.test["accuracy"],
                       "test_macro_f1": result.test["macro_f1"], "raw_test_accuracy": result.test_raw["accuracy"],

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from training.data import (EMOTION, REAL_TWEETS, DataError, Example, Splits, add_real_tweets, load_ec,
-                           resolve_real_tweets_dir)
-from training.transformer import selection_score, soft_cross_entropy, target_matrix
+                           resolve_real_tweets_dir, target_matrix)
+from training.transformer import selection_score, soft_cross_entropy
 
 pytestmark = pytest.mark.unit
 
