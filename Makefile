@@ -87,8 +87,12 @@ bench-report: $(VENV)/.dev ## tweetmood report on a 1,000,000-row result file, o
 queries: $(VENV)/.dev ## write template.yaml's Athena named queries from cli/tweetmood_cli/queries/*.sql
 	$(BIN)/python -m tweetmood_cli.named_queries
 
-train: $(VENV)/.dev ## train all three models, export, quantize, gate, report (TRAIN_ARGS=--ship to replace the shipped model)
-	$(BIN)/python -m training all --data-dir $(DATA_DIR) $(TRAIN_ARGS)
+# The recipe of the shipped model: emotion corpus + SemEval-2018 E-c real tweets, the previously shipped model (as
+# commit 5038739 holds it) teaching the emotion-corpus rows, real tweets weighted 1.5x, three epochs.
+TRAIN_RECIPE ?= --teachers git:5038739:layers/model/model --teacher-sources emotion --real-tweet-weight 1.5 \
+	--epochs 3 --patience 2 --lr 1e-4 --name tweetmood-minilm-l6
+train: $(VENV)/.dev ## train all three models, export, quantize, gate, calibrate, report (TRAIN_ARGS=--ship to replace the shipped model)
+	$(BIN)/python -m training all --data-dir $(DATA_DIR) $(TRAIN_RECIPE) $(TRAIN_ARGS)
 
 clean: ## remove build outputs and caches (keeps the virtual environments)
 	rm -rf .aws-sam .pytest_cache .hypothesis runs artifacts .demo

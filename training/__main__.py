@@ -13,7 +13,7 @@ from typing import Sequence
 
 os.environ.setdefault("USE_TF", "0")  # transformers would import TensorFlow for nothing
 
-from training.data import DataError, Splits, load_splits
+from training.data import DataError, Splits, load_splits, resolve_real_tweets_dir
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHIP_DIR = REPO_ROOT / "layers" / "model" / "model"
@@ -24,6 +24,10 @@ log = logging.getLogger("training")
 
 def _common(parser: argparse.ArgumentParser, output: bool = True) -> None:
     parser.add_argument("--data-dir", default=None, help="directory with train.* and test.* (default ../shared/data/emotion)")
+    parser.add_argument("--real-tweets-dir", default="auto",
+                        help="SemEval-2018 E-c directory (train.tsv, dev.tsv): trained on, held-out part used for "
+                             "selection and calibration, dev reported; auto = ../shared/data/semeval2018-ec when "
+                             "present, none = off")
     if output:
         parser.add_argument("--output-dir", default="runs/latest", help="where everything is written (default runs/latest)")
 
@@ -122,22 +126,56 @@ def export_and_gate(checkpoint: Path, splits: Splits, out: Path, quantization: s
     log.info("parity gate: %s against the float32 PyTorch model on %d test tweets", int8_dir, len(test_texts))
     parity = export_module.check_parity(checkpoint, int8_dir, test_texts, test_labels)
     log.info("parity passed: %s", parity.as_dict())
+    calibration_result = calibrate_served(int8_dir, splits, out / "reliability-diagram.png")
+    card["calibration"] = calibration_result
     raw_test = rawify_examples(splits.test, RAW_TEST_SEED)
     results = {}
     for key, serving in (("fp32", fp32_dir), ("int8", int8_dir)):
         independence = batch_independence(Classifier.from_dir(serving), test_texts[:256])
         results[key] = evaluate_model_dir(serving, splits.test, raw_test, train_time_s=train_time_s, device=device,
-                                          extra={"batch_independence_max_abs_diff": independence})
+                                          extra={"batch_independence_max_abs_diff": independence},
+                                          real_tweets=splits.extra_val.get("ec-dev"))
         write_model_card(serving, card)
     return {"fp32_dir": fp32_dir, "int8_dir": int8_dir, **results}
 
 
-def _transformer(argv: Sequence[str], data_dir: str | None, output_dir: Path):
+def calibrate_served(model_dir: Path, splits: Splits, diagram: Path) -> dict:
+    """Fit one temperature on the served int8 model over held-out data — the emotion validation split and, when real
+    tweets are in the run, the held-out tenth of E-c train (soft targets for its multi-label rows) — never test,
+    never E-c dev; then ECE before/after on test.txt and E-c dev (single-label rows), and the reliability diagram."""
+    from training.calibrate import calibrate_model_dir, calibration_reports
+    from training.data import single_label, target_matrix
+
+    fit = splits.val + splits.extra_val.get("ec-val", [])
+    fitted_on = f"{len(splits.val)} emotion validation tweets" + (
+        f" + {len(splits.extra_val['ec-val'])} held-out E-c train tweets" if "ec-val" in splits.extra_val else "")
+    fitted = calibrate_model_dir(model_dir, [e.text for e in fit], target_matrix(fit, splits.labels),
+                                 fitted_on=fitted_on)
+    sets = {"test.txt": splits.test}
+    if "ec-dev" in splits.extra_val:
+        sets["E-c dev, single-label rows"] = single_label(splits.extra_val["ec-dev"])
+    reports = calibration_reports(model_dir, {name: ([e.text for e in ex], splits.label_ids(ex))
+                                              for name, ex in sets.items()}, diagram=diagram)
+    summary = {"method": fitted["calibration"]["method"], "fitted_on": fitted_on,
+               "temperature": fitted["calibration"].get("temperature"),
+               **{name: {"ece_before": r["before"]["ece"], "ece_after": r["after"]["ece"]}
+                  for name, r in reports.items()}}
+    metrics_path = Path(model_dir) / "metrics.json"
+    metrics = json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path.is_file() else {}
+    metrics["calibration"] = {**summary, "reports": reports}
+    metrics_path.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    log.info("calibration: %s", summary)
+    return summary
+
+
+def _transformer(argv: Sequence[str], data_dir: str | None, output_dir: Path, real_tweets_dir: str | None):
     from training.transformer import TransformerArgs, build_parser as transformer_parser, train_transformer
 
     ns = vars(transformer_parser().parse_args([*argv, "--output-dir", str(output_dir)]))
     ns.pop("data_dir")
-    splits = load_splits(data_dir, val_fraction=ns.pop("val_fraction"), seed=ns.pop("split_seed"))
+    ns.pop("real_tweets_dir")
+    splits = load_splits(data_dir, val_fraction=ns.pop("val_fraction"), seed=ns.pop("split_seed"),
+                         real_tweets_dir=resolve_real_tweets_dir(real_tweets_dir, data_dir))
     args = TransformerArgs(**ns)
     return args, splits, train_transformer(args, splits)
 
@@ -149,7 +187,8 @@ def _baselines(splits: Splits, out: Path, raw_test) -> dict:
     metrics = {}
     for key, train in (("dnn", train_dnn), ("bilstm", train_bilstm)):
         result = train(splits, out / key)
-        metrics[key] = evaluate_model_dir(result.out_dir, splits.test, raw_test)
+        metrics[key] = evaluate_model_dir(result.out_dir, splits.test, raw_test,
+                                          real_tweets=splits.extra_val.get("ec-dev"))
     return metrics
 
 
@@ -158,7 +197,7 @@ def run_all(ns: argparse.Namespace, transformer_argv: Sequence[str]) -> int:
     from training.report import table_row, write_training_doc
 
     out = Path(ns.output_dir)
-    args, splits, result = _transformer(transformer_argv, ns.data_dir, out / "transformer")
+    args, splits, result = _transformer(transformer_argv, ns.data_dir, out / "transformer", ns.real_tweets_dir)
     training = {"base model": args.base_model, "epochs run": result.epochs_run, "best epoch": result.best_epoch,
                 "learning rate": args.lr, "batch size": args.batch_size, "max length": args.max_length,
                 "augmentation (raw-tweet) probability": args.augment_prob, "seed": args.seed,
@@ -243,7 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if ns.command == "all":
             return run_all(ns, rest)
         if ns.command == "export":
-            splits = load_splits(ns.data_dir)
+            splits = load_splits(ns.data_dir, real_tweets_dir=resolve_real_tweets_dir(ns.real_tweets_dir, ns.data_dir))
             checkpoint = Path(ns.checkpoint)
             run = _run_metrics(checkpoint)
             exported = export_and_gate(checkpoint, splits, Path(ns.output_dir), ns.quantization, ns.name,
@@ -257,8 +296,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             from training.rawify import RAW_TEST_SEED, rawify_examples
             from training.report import evaluate_model_dir
 
-            splits = load_splits(ns.data_dir)
-            metrics = evaluate_model_dir(ns.model, splits.test, rawify_examples(splits.test, RAW_TEST_SEED))
+            splits = load_splits(ns.data_dir, real_tweets_dir=resolve_real_tweets_dir(ns.real_tweets_dir, ns.data_dir))
+            metrics = evaluate_model_dir(ns.model, splits.test, rawify_examples(splits.test, RAW_TEST_SEED),
+                                         real_tweets=splits.extra_val.get("ec-dev"))
             print(json.dumps({k: metrics.get(k) for k in ("version", "accuracy", "macro_f1", "cpu_tweets_per_s")}
                              | {"raw_test_accuracy": metrics["raw_test"]["accuracy"]}, indent=2))
             return 0

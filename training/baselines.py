@@ -17,7 +17,7 @@ from typing import Sequence
 
 import numpy as np
 
-from training.data import Example, Splits, load_splits
+from training.data import Example, Splits, load_splits, resolve_real_tweets_dir
 from training.evaluate import classification_report
 from tweetmood.classifier import Classifier, sha256_file
 from tweetmood.encoders import SequenceEncoder, TfidfEncoder
@@ -350,9 +350,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--stop-words", choices=("english",), default=None, help="drop sklearn's English stop words from TF-IDF")
     parser.add_argument("--class-weight", action="store_true", help="weight the loss by inverse class frequency")
     parser.add_argument("--verbose", type=int, default=2, help="Keras fit verbosity (0 silent, 2 one line per epoch)")
+    parser.add_argument("--real-tweets-dir", default="auto",
+                        help="SemEval-2018 E-c directory to train on as well (auto = ../shared/data/semeval2018-ec "
+                             "when present, none = off); multi-label rows train on their first label")
     args = parser.parse_args(argv)
 
-    splits = load_splits(args.data_dir, seed=args.seed)
+    splits = load_splits(args.data_dir, seed=args.seed, real_tweets_dir=resolve_real_tweets_dir(args.real_tweets_dir, args.data_dir))
     out = Path(args.output_dir)
     results = []
     if args.which in ("dnn", "both"):

@@ -1,15 +1,25 @@
-"""Labelled data: `text;label` files (split on the last `;`), CSV and JSONL; seeded stratified splits."""
+"""Labelled data: `text;label` files (split on the last `;`), CSV, JSONL and SemEval-2018 E-c TSV; seeded splits."""
 
 from __future__ import annotations
 
 import csv
 import json
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
+import numpy as np
+
 SHARED_DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "emotion"
+SHARED_EC_DIR = SHARED_DATA_DIR.parent / "semeval2018-ec"
+# The eleven E-c emotions, in the order of the task's header.
+EC_EMOTIONS = ("anger", "anticipation", "disgust", "fear", "joy", "love", "optimism", "pessimism", "sadness",
+               "surprise", "trust")
+EMOTION = "emotion"
+"""`Example.source` of the emotion corpus (clean, single-label)."""
+REAL_TWEETS = "ec"
+"""`Example.source` of SemEval-2018 E-c rows (raw tweets, multi-label)."""
 
 
 class DataError(ValueError):
@@ -20,7 +30,12 @@ class DataError(ValueError):
 class Example:
     text: str
     label: str
+    """The single label, or for a row that carries several, the first of them in the label order."""
     line: int
+    targets: tuple[float, ...] | None = None
+    """Soft target over the labels (a multi-label row's probability spread); None = one-hot on `label`."""
+    source: str = EMOTION
+    """Which corpus the row came from: EMOTION or REAL_TWEETS."""
 
 
 @dataclass
@@ -29,6 +44,9 @@ class Splits:
     val: list[Example]
     test: list[Example]
     labels: list[str]
+    extra_val: dict[str, list[Example]] = field(default_factory=dict)
+    """Further named evaluation sets, scored every epoch: "ec-val" (held out of E-c train, used with `val` for model
+    selection and for calibration) and "ec-dev" (E-c dev, rows with exactly one of the labels: reported only)."""
 
     def label_ids(self, examples: Sequence[Example]) -> list[int]:
         index = {label: i for i, label in enumerate(self.labels)}
@@ -131,8 +149,115 @@ def _find(data_dir: Path, stem: str) -> Path | None:
     return None
 
 
-def load_splits(data_dir: str | Path | None = None, val_fraction: float = 0.1, seed: int = 13) -> Splits:
-    """train/val/test from a directory holding `train.*` and `test.*` (and optionally `val.*`)."""
+def default_ec_dir() -> Path | None:
+    """`../shared/data/semeval2018-ec/` beside the checkout, when it exists."""
+    return SHARED_EC_DIR if (SHARED_EC_DIR / "train.tsv").is_file() else None
+
+
+def load_ec(path: str | Path, labels: Sequence[str], *, multi: str = "soft") -> list[Example]:
+    """Read a SemEval-2018 Task 1 E-c TSV (`ID  Tweet  anger … trust`, 0/1 per emotion, header row).
+
+    Only the columns named in `labels` count. A row with exactly one of them is an ordinary example; a row with
+    several keeps them all as a soft target spread evenly over them (`multi="soft"`) or is left out
+    (`multi="drop"`); a row with none of them is left out (its emotions — disgust, optimism, trust… — are not ours).
+    """
+    if multi not in ("soft", "drop"):
+        raise ValueError(f"multi must be 'soft' or 'drop', not {multi!r}")
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    examples: list[Example] = []
+    with open(path, encoding="utf-8-sig", newline="") as fh:
+        header = fh.readline().rstrip("\r\n").split("\t")
+        missing = [label for label in labels if label not in header]
+        if header[:2] != ["ID", "Tweet"] or missing:
+            raise DataError(f"{path}:1: expected the E-c header 'ID<tab>Tweet<tab>anger…trust' with the columns "
+                            f"{list(labels)}; missing {missing or header[:2]}. Is this a SemEval-2018 E-c file?")
+        columns = [header.index(label) for label in labels]
+        for line_no, raw in enumerate(fh, start=2):
+            raw = raw.rstrip("\r\n")
+            if not raw.strip():
+                continue
+            cells = raw.split("\t")
+            if len(cells) != len(header):
+                raise DataError(f"{path}:{line_no}: {len(cells)} tab-separated fields, the header has {len(header)}; "
+                                "a tweet must not contain a tab — fix or remove the line")
+            flags = [cells[i] for i in columns]
+            if any(flag not in ("0", "1") for flag in flags):
+                raise DataError(f"{path}:{line_no}: emotion columns must be 0 or 1, found {flags}; fix the line")
+            text = cells[1].strip()
+            if not text:
+                raise DataError(f"{path}:{line_no}: empty tweet; remove the line or give it text")
+            carried = [label for label, flag in zip(labels, flags) if flag == "1"]
+            if not carried or (len(carried) > 1 and multi == "drop"):
+                continue
+            targets = None
+            if len(carried) > 1:
+                targets = tuple(1.0 / len(carried) if label in carried else 0.0 for label in labels)
+            examples.append(Example(text=text, label=carried[0], line=line_no, targets=targets, source=REAL_TWEETS))
+    if not examples:
+        raise DataError(f"{path}: no row carries any of {list(labels)}")
+    return examples
+
+
+def single_label(examples: Sequence[Example]) -> list[Example]:
+    """The rows with exactly one label (no soft target): what accuracy and macro-F1 are reported on."""
+    return [e for e in examples if e.targets is None]
+
+
+def target_matrix(examples: Sequence[Example], labels: Sequence[str]) -> np.ndarray:
+    """One row per example: its soft target when it has one, else one-hot on its label."""
+    index = {label: i for i, label in enumerate(labels)}
+    targets = np.zeros((len(examples), len(labels)), dtype=np.float32)
+    for row, e in enumerate(examples):
+        if e.targets is not None:
+            targets[row] = e.targets
+        else:
+            targets[row, index[e.label]] = 1.0
+    return targets
+
+
+def add_real_tweets(splits: Splits, ec_dir: str | Path, *, val_fraction: float = 0.1, seed: int = 13,
+                    multi: str = "soft") -> Splits:
+    """Train on E-c train as well: a seeded `val_fraction` of it is held out as "ec-val"; E-c dev (its single-label
+    rows) becomes "ec-dev", which is reported and never trained on."""
+    ec_dir = Path(ec_dir)
+    train = load_ec(ec_dir / "train.tsv", splits.labels, multi=multi)
+    rng = random.Random(seed)
+    order = list(range(len(train)))
+    rng.shuffle(order)
+    n_val = round(len(train) * val_fraction)
+    held = set(order[:n_val])
+    ec_train = [e for i, e in enumerate(train) if i not in held]
+    ec_val = [e for i, e in enumerate(train) if i in held]
+    combined = splits.train + ec_train
+    rng.shuffle(combined)
+    extra = dict(splits.extra_val)
+    extra["ec-val"] = ec_val
+    extra["ec-dev"] = single_label(load_ec(ec_dir / "dev.tsv", splits.labels, multi="drop"))
+    return Splits(train=combined, val=splits.val, test=splits.test, labels=splits.labels, extra_val=extra)
+
+
+def resolve_real_tweets_dir(value: str | None, data_dir: str | Path | None = None) -> Path | None:
+    """The `--real-tweets-dir` option: "auto" = ../shared/data/semeval2018-ec when present and the emotion data is the
+    shared corpus too (a run on other data gets real tweets only when asked), "none" = off, else a directory holding
+    train.tsv and dev.tsv."""
+    if value is None or value.lower() == "none":
+        return None
+    if value.lower() == "auto":
+        own_data = data_dir is not None and Path(data_dir).resolve() != SHARED_DATA_DIR.resolve()
+        return None if own_data else default_ec_dir()
+    path = Path(value)
+    if not (path / "train.tsv").is_file() or not (path / "dev.tsv").is_file():
+        raise DataError(f"{path}: --real-tweets-dir needs train.tsv and dev.tsv (SemEval-2018 E-c); pass none to "
+                        "train on the emotion corpus alone")
+    return path
+
+
+def load_splits(data_dir: str | Path | None = None, val_fraction: float = 0.1, seed: int = 13,
+                real_tweets_dir: str | Path | None = None) -> Splits:
+    """train/val/test from a directory holding `train.*` and `test.*` (and optionally `val.*`); with
+    `real_tweets_dir`, E-c train joins the training rows (see `add_real_tweets`)."""
     data_dir = Path(data_dir) if data_dir else default_data_dir()
     if data_dir is None:
         raise DataError("no data directory: pass --data-dir (../shared/data/emotion/ was not found)")
@@ -147,4 +272,5 @@ def load_splits(data_dir: str | Path | None = None, val_fraction: float = 0.1, s
         val = load_examples(val_path, labels)
     else:
         train, val = stratified_split(train, val_fraction, seed)
-    return Splits(train=train, val=val, test=test, labels=labels)
+    splits = Splits(train=train, val=val, test=test, labels=labels)
+    return add_real_tweets(splits, real_tweets_dir, seed=seed) if real_tweets_dir else splits

@@ -27,7 +27,8 @@ from training.evaluate import classification_report
 # The teacher code lives beside the training loop that uses it, so transformer.py never imports this module:
 # distill -> transformer only, no import cycle.
 from training.transformer import (  # noqa: F401  (this module's public names)
-    distillation_loss, ensemble_probs, parse_teachers, resolve_device, teacher_logits, teacher_preprocess,
+    distillation_loss, ensemble_probs, from_git, parse_teachers, resolve_device, serving_logits, teacher_logits,
+    teacher_preprocess,
 )
 
 

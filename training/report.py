@@ -49,9 +49,10 @@ def measure_tweets_per_second(model_dir: str | Path, texts: Sequence[str], batch
 
 def evaluate_model_dir(model_dir: str | Path, test: Sequence[Example], raw_test: Sequence[Example] | None = None,
                        *, train_time_s: float | None = None, device: str | None = None, extra: dict | None = None,
-                       speed: bool = True) -> dict:
-    """Evaluate a serving directory on `test` (and `raw_test`) through `Classifier` and merge the result into its
-    metrics.json (keys the trainer wrote, such as parity or history, are kept). Also writes confusion_matrix.png."""
+                       speed: bool = True, real_tweets: Sequence[Example] | None = None) -> dict:
+    """Evaluate a serving directory on `test` (and `raw_test`, and `real_tweets`: E-c dev's single-label rows, as
+    metrics["ec_dev"]) through `Classifier` and merge the result into its metrics.json (keys the trainer wrote, such
+    as parity or history, are kept). Also writes confusion_matrix.png."""
     model_dir = Path(model_dir)
     classifier = Classifier.from_dir(model_dir)
     labels = classifier.labels
@@ -65,6 +66,9 @@ def evaluate_model_dir(model_dir: str | Path, test: Sequence[Example], raw_test:
     if raw_test is not None:
         metrics["raw_test"] = classification_report([index[e.label] for e in raw_test],
                                                     predict_labels(classifier, [e.text for e in raw_test]), labels)
+    if real_tweets:
+        metrics["ec_dev"] = classification_report([index[e.label] for e in real_tweets],
+                                                  predict_labels(classifier, [e.text for e in real_tweets]), labels)
     if train_time_s is not None:
         metrics["train_time_s"] = round(float(train_time_s), 1)
     if device is not None:
@@ -128,6 +132,8 @@ def table_row(name: str, metrics: dict) -> dict:
         "accuracy": metrics.get("accuracy", metrics.get("test", {}).get("accuracy")),
         "macro_f1": metrics.get("macro_f1", metrics.get("test", {}).get("macro_f1")),
         "raw_accuracy": raw.get("accuracy"),
+        "ec_dev_accuracy": (metrics.get("ec_dev") or {}).get("accuracy"),
+        "ec_dev_macro_f1": (metrics.get("ec_dev") or {}).get("macro_f1"),
         "train_time_s": metrics.get("train_time_s"),
         "device": metrics.get("device"),
         "model_bytes": metrics.get("model_bytes"),
@@ -136,16 +142,19 @@ def table_row(name: str, metrics: dict) -> dict:
 
 
 def results_table(rows: Sequence[dict], references: Sequence[dict] = REFERENCE_ROWS) -> str:
-    """Markdown: Model | Accuracy | Macro-F1 | Raw-test accuracy | Train time | Device | Model size | CPU tweets/s."""
-    lines = ["| Model | Accuracy | Macro-F1 | Raw-test accuracy | Train time | Device | Model size | CPU tweets/s |",
-             "|---|---|---|---|---|---|---|---|"]
+    """Markdown: Model | Accuracy | Macro-F1 | Raw-test accuracy | Real tweets (E-c dev) | Train time | Device |
+    Model size | CPU tweets/s."""
+    lines = ["| Model | Accuracy | Macro-F1 | Raw-test accuracy | Real tweets (E-c dev) acc / macro-F1 | Train time "
+             "| Device | Model size | CPU tweets/s |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         size = f"{r['model_bytes'] / 1e6:.1f} MB" if isinstance(r.get("model_bytes"), (int, float)) else "–"
         lines.append(f"| {r['model']} | {_fmt(r.get('accuracy'))} | {_fmt(r.get('macro_f1'))} | "
-                     f"{_fmt(r.get('raw_accuracy'))} | {_duration(r.get('train_time_s'))} | {r.get('device') or '–'} | "
+                     f"{_fmt(r.get('raw_accuracy'))} | {_fmt(r.get('ec_dev_accuracy'))} / {_fmt(r.get('ec_dev_macro_f1'))} | "
+                     f"{_duration(r.get('train_time_s'))} | {r.get('device') or '–'} | "
                      f"{size} | {_fmt(r.get('cpu_tweets_per_s'), '.0f')} |")
     for r in references:
-        lines.append(f"| {r['model']} (reference) | {_fmt(r.get('accuracy'))} | {_fmt(r.get('macro_f1'))} | – | – | – | – | – |")
+        lines.append(f"| {r['model']} (reference) | {_fmt(r.get('accuracy'))} | {_fmt(r.get('macro_f1'))} | – | – | – | – | – | – |")
     return "\n".join(lines)
 
 
@@ -155,10 +164,16 @@ DOC_INTRO = """# Training
 artifact it ships, from `../shared/data/emotion/` (or `--data-dir`), into `--output-dir` (default `runs/latest`):
 
 1. **Data** (`training/data.py`): `train.txt` and `test.txt`; a seeded, stratified 10% validation split is carved
-   out of train. The test file is never used for training or tuning.
+   out of train. The test file is never used for training or tuning. Real tweets: SemEval-2018 E-c
+   (`--real-tweets-dir`, default `../shared/data/semeval2018-ec/`): rows with exactly one of our six emotions train as
+   that label, rows with several as a soft target spread evenly over them, rows with none are left out; a seeded
+   tenth of E-c train is held out ("ec-val"); E-c dev's single-label rows ("ec-dev", 444) are reported every epoch
+   and at the end, never trained or selected on.
 2. **Transformer** (`training/transformer.py`): fine-tunes MiniLM-L6 on texts normalized with
-   `tweetmood.normalize.normalize_tweet` (the function serving applies), picks the best epoch on validation macro-F1,
-   saves a Hugging Face checkpoint under `<output-dir>/transformer/checkpoint/`.
+   `tweetmood.normalize.normalize_tweet` (`tweet-v2`, the function serving applies), optionally distilling teachers
+   (`--teachers`: checkpoints, serving directories, or `git:REV:PATH` for a model an earlier commit shipped) on the
+   rows `--teacher-sources` names; picks the best evaluation by the mean of emotion-validation macro-F1 and ec-val
+   accuracy; saves a Hugging Face checkpoint under `<output-dir>/transformer/checkpoint/`.
 3. **Export** (`training/export.py`): ONNX export with optimum (dynamic batch and sequence axes), fused with
    onnxruntime's BERT optimizer (attention, LayerNorm, GELU; checked to match the plain export within 1e-4) for the
    float32 artifact; the int8 artifact is quantized from the plain export (`--quantization`, default
@@ -174,6 +189,9 @@ artifact it ships, from `../shared/data/emotion/` (or `--data-dir`), into `--out
 4. **Parity gate**: the int8 serving directory, loaded with `tweetmood.classifier.Classifier` exactly as Lambda loads
    it, must agree with the float32 PyTorch model on at least 99% of test labels and lose at most 0.5 accuracy points;
    otherwise the command stops with a non-zero exit and nothing is shipped. The result is in `metrics.json["parity"]`.
+   **Calibration** (`training/calibrate.py`): one temperature, fitted on the int8 model as served over the emotion
+   validation split and ec-val, is written to `model.json["calibration"]`; serving divides logits by it, so scores
+   are calibrated probabilities. ECE (15 bins) before/after on test.txt and E-c dev, and a reliability diagram.
 5. **Baselines** (`training/baselines.py`): TF-IDF + DNN and BiLSTM, as in the original notebooks, exported to ONNX
    serving directories too.
 6. **Reports** (`training/report.py`): every serving directory is evaluated through `Classifier` on the clean test

@@ -14,6 +14,7 @@ import argparse
 import ast
 import hashlib
 import inspect
+import io
 import json
 import logging
 import math
@@ -35,13 +36,12 @@ os.environ.setdefault("USE_TF", "0")
 
 import numpy as np
 import torch
-from torch.nn import functional as F
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from training.data import Example, Splits
+from training.data import EMOTION, REAL_TWEETS, Example, Splits, single_label, target_matrix
 from training.evaluate import classification_report
 from training.rawify import RAW_TEST_SEED, rawify, rawify_examples
-from tweetmood.normalize import NORMALIZATION_VERSION, normalize_tweet
+from tweetmood.normalize import NORMALIZATION_VERSION, NORMALIZERS
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,14 @@ class TransformerArgs:
     max_grad_norm: float = 1.0
     """Gradient clipping norm."""
     teachers: str = ""
-    """Comma-separated fine-tuned checkpoints whose averaged probabilities the model also learns (distillation; "" = off)."""
+    """Comma-separated teachers whose averaged probabilities the model also learns (distillation; "" = off): fine-tuned
+    checkpoints, or serving directories (model.json + ONNX, e.g. layers/model/model), each reading its own normalization."""
+    teacher_sources: str = EMOTION
+    """Which training rows the teachers' targets apply to: "emotion", "ec" or "all" (others learn their labels only)."""
+    real_tweet_weight: float = 1.0
+    """Loss weight of real-tweet (E-c) rows relative to emotion-corpus rows."""
+    num_layers: int = 0
+    """Keep only the first N encoder layers of the base (a smaller, faster student); 0 = all."""
     distill_alpha: float = 0.7
     """With teachers: loss = alpha * distillation loss + (1 - alpha) * label cross-entropy."""
     distill_temperature: float = 2.0
@@ -185,8 +192,9 @@ def class_weights(label_ids: Sequence[int], n_labels: int, mode: str) -> torch.T
     return torch.tensor(weights, dtype=torch.float32)
 
 
-def make_preprocess(mode: str) -> Callable[[str], str]:
+def make_preprocess(mode: str, normalization: str = NORMALIZATION_VERSION) -> Callable[[str], str]:
     """The text function applied before tokenization, in training and on the test sets."""
+    normalize_tweet = NORMALIZERS[normalization]
     if mode == "normalize":
         return normalize_tweet
     if mode == "stopwords":
@@ -299,6 +307,37 @@ def _subset(examples: list[Example], n: int | None, seed: int) -> list[Example]:
     return [examples[i] for i in sorted(picked)]
 
 
+def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, *, weight: torch.Tensor | None = None,
+                       label_smoothing: float = 0.0) -> torch.Tensor:
+    """Per-example cross-entropy against probability targets (one-hot rows give the ordinary loss);
+    `weight` is a per-class weight applied by each row's target mass."""
+    if label_smoothing:
+        targets = targets * (1 - label_smoothing) + label_smoothing / targets.shape[1]
+    losses = -(targets * torch.log_softmax(logits.float(), dim=-1)).sum(dim=-1)
+    if weight is not None:
+        losses = losses * (targets @ weight)
+    return losses
+
+
+def truncate_layers(model: torch.nn.Module, n: int) -> None:
+    """Keep the first `n` transformer layers of a BERT-family encoder (a smaller student that keeps its embeddings)."""
+    encoder = getattr(getattr(model, model.base_model_prefix), "encoder")
+    layers = encoder.layer
+    if not 0 < n <= len(layers):
+        raise ValueError(f"num_layers must be between 1 and {len(layers)}, not {n}")
+    encoder.layer = torch.nn.ModuleList(list(layers)[:n])
+    model.config.num_hidden_layers = n
+
+
+def selection_score(reports: dict[str, dict]) -> float:
+    """What model selection maximizes: emotion validation macro-F1, averaged with real-tweet (held-out E-c) accuracy
+    when that set exists. Never test data, never E-c dev."""
+    score = reports["val"]["macro_f1"]
+    if "ec-val" in reports:
+        score = (score + reports["ec-val"]["accuracy"]) / 2
+    return round(score, 6)
+
+
 def _load(base_model: str, labels: Sequence[str]):
     try:
         tokenizer = AutoTokenizer.from_pretrained(base_model)
@@ -318,19 +357,60 @@ def _load(base_model: str, labels: Sequence[str]):
 # --- distillation: soft targets from teacher checkpoints (see training/distill.py) ---------------------
 
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def from_git(revision: str, path: str, cache_root: Path | None = None) -> Path:
+    """`path` as it was at `revision` of this repository, extracted once into a cache: a model directory that an
+    earlier commit shipped (e.g. the previous model, as a teacher) stays reproducible after it is replaced."""
+    import subprocess
+    import tarfile
+
+    commit = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "--verify", f"{revision}^{{commit}}"],
+                            capture_output=True, text=True)
+    if commit.returncode:
+        raise FileNotFoundError(f"teacher git:{revision}:{path}: {revision!r} is not a commit of {REPO_ROOT} "
+                                f"({commit.stderr.strip()}); clone with full history or pass a directory")
+    target = (cache_root or REPO_ROOT / "runs" / "git-teachers") / commit.stdout.strip()[:12]
+    if not (target / path).is_dir():
+        target.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(["git", "-C", str(REPO_ROOT), "archive", commit.stdout.strip(), path],
+                                 capture_output=True, check=True).stdout
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+            tar.extractall(target, filter="data")
+    return target / path
+
+
 def parse_teachers(spec: str) -> list[Path]:
-    """`a,b,c` → checkpoint directories; each must hold a model saved by training.transformer."""
-    paths = [Path(p.strip()) for p in spec.split(",") if p.strip()]
+    """`a,b,c` → teacher directories: checkpoints saved by training.transformer, serving directories (model.json),
+    or `git:REV:PATH`, a serving directory as commit REV of this repository holds it."""
+    paths = [from_git(*p.strip()[4:].split(":", 1)) if p.strip().startswith("git:") else Path(p.strip())
+             for p in spec.split(",") if p.strip()]
     for path in paths:
-        if not (path / "config.json").is_file():
-            raise FileNotFoundError(f"teacher {path}: no config.json; pass checkpoint directories written by "
-                                    f"python -m training.transformer (…/checkpoint)")
+        if not (path / "config.json").is_file() and not (path / "model.json").is_file():
+            raise FileNotFoundError(f"teacher {path}: no config.json or model.json; pass checkpoint directories written "
+                                    f"by python -m training.transformer (…/checkpoint) or a serving directory")
     return paths
 
 
-def teacher_preprocess(checkpoint: Path) -> str:
+def teacher_preprocess(checkpoint: Path) -> tuple[str, str]:
+    """(preprocess mode, normalization version) the checkpoint was trained with; checkpoints older than the field
+    were trained on `tweet-v1`."""
     meta = checkpoint / "tweetmood_training.json"
-    return json.loads(meta.read_text()).get("preprocess", "normalize") if meta.is_file() else "normalize"
+    info = json.loads(meta.read_text()) if meta.is_file() else {}
+    return info.get("preprocess", "normalize"), info.get("normalization", "tweet-v1")
+
+
+def serving_logits(model_dir: Path, texts: Sequence[str], labels: Sequence[str]) -> np.ndarray:
+    """A serving directory's scores as the core computes them (its own normalization, encoder and batching), as
+    log-probabilities in `labels` order, so they can be averaged with checkpoint teachers."""
+    from tweetmood.classifier import Classifier
+
+    classifier = Classifier.from_dir(model_dir)
+    if sorted(classifier.labels) != sorted(labels):
+        raise ValueError(f"teacher {model_dir} predicts {classifier.labels}, the data has {list(labels)}")
+    probs = np.concatenate([classifier.predict_proba(list(texts[i: i + 256])) for i in range(0, len(texts), 256)])
+    return np.log(np.clip(probs[:, [classifier.labels.index(label) for label in labels]], 1e-9, 1.0))
 
 
 def teacher_logits(checkpoint: Path, texts: Sequence[str], labels: Sequence[str], *, device: torch.device,
@@ -339,18 +419,26 @@ def teacher_logits(checkpoint: Path, texts: Sequence[str], labels: Sequence[str]
     key = hashlib.sha256()
     key.update(str(checkpoint.resolve()).encode())
     weights = checkpoint / "model.safetensors"
+    if not weights.exists():
+        weights = checkpoint / "model.onnx"
     key.update(str(weights.stat().st_mtime_ns if weights.exists() else 0).encode())  # retrained in place: new key
     for t in texts:
         key.update(t.encode("utf-8", "surrogatepass") + b"\0")
     cached = cache_dir / f"{key.hexdigest()[:24]}.npy" if cache_dir else None
     if cached is not None and cached.is_file():
         return np.load(cached)
+    if (checkpoint / "model.json").is_file():
+        logits = serving_logits(checkpoint, texts, labels)
+        if cached is not None:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            np.save(cached, logits)
+        return logits
     tokenizer, model = _load(str(checkpoint), labels)
     trained = [model.config.id2label[i] for i in range(model.config.num_labels)]
     if sorted(trained) != sorted(labels):
         raise ValueError(f"teacher {checkpoint} predicts {trained}, the data has {list(labels)}")
     model.to(device)
-    preprocess = make_preprocess(teacher_preprocess(checkpoint))
+    preprocess = make_preprocess(*teacher_preprocess(checkpoint))
     ids = encode(tokenizer, [preprocess(t) for t in texts], max_length)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     logits = predict(model, ids, batch_size=batch_size, device=device,
@@ -374,10 +462,15 @@ def ensemble_probs(teachers: Sequence[Path], texts: Sequence[str], labels: Seque
     return (total / len(teachers)).astype(np.float32)
 
 
-def distillation_loss(student_logits: torch.Tensor, teacher_probs: torch.Tensor, temperature: float) -> torch.Tensor:
-    """KL(teacher ‖ student) at `temperature`, scaled by T² so its gradients keep their size as T changes."""
+def distillation_loss(student_logits: torch.Tensor, teacher_probs: torch.Tensor, temperature: float,
+                      reduction: str = "batchmean") -> torch.Tensor:
+    """KL(teacher ‖ student) at `temperature`, scaled by T² so its gradients keep their size as T changes;
+    `reduction="none"` gives one value per row."""
     log_student = torch.log_softmax(student_logits.float() / temperature, dim=-1)
-    return torch.nn.functional.kl_div(log_student, teacher_probs, reduction="batchmean") * temperature**2
+    if reduction == "none":
+        kl = torch.nn.functional.kl_div(log_student, teacher_probs, reduction="none").sum(dim=-1)
+        return kl * temperature**2
+    return torch.nn.functional.kl_div(log_student, teacher_probs, reduction=reduction) * temperature**2
 
 
 def train_transformer(args: TransformerArgs, splits: Splits) -> TransformerResult:
@@ -394,6 +487,8 @@ def train_transformer(args: TransformerArgs, splits: Splits) -> TransformerResul
     preprocess = make_preprocess(args.preprocess)
 
     tokenizer, model = _load(args.base_model, labels)
+    if args.num_layers:
+        truncate_layers(model, args.num_layers)
     model.to(device)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     with_token_types = "token_type_ids" in _forward_inputs(model)
@@ -401,15 +496,22 @@ def train_transformer(args: TransformerArgs, splits: Splits) -> TransformerResul
 
     train = _subset(splits.train, args.max_train_examples, args.seed)
     y_train = [label_id[e.label] for e in train]
-    y_val, y_test = splits.label_ids(splits.val), splits.label_ids(splits.test)
-    val_ids = encode(tokenizer, [preprocess(e.text) for e in splits.val], args.max_length)
+    y_test = splits.label_ids(splits.test)
+    # Every evaluation set: accuracy and macro-F1 on its single-label rows.
+    eval_sets = {"val": splits.val, **splits.extra_val}
+    eval_ids = {name: (encode(tokenizer, [preprocess(e.text) for e in single_label(ex)], args.max_length),
+                       splits.label_ids(single_label(ex))) for name, ex in eval_sets.items()}
 
-    soft_targets = None
+    soft_targets, teacher_mask = None, None
     if args.teachers:
         soft_targets = torch.from_numpy(ensemble_probs(
             parse_teachers(args.teachers), [e.text for e in train], labels, temperature=args.distill_temperature,
             device=device, max_length=args.max_length, cache_dir=Path(args.output_dir) / "teacher-cache")).to(device)
-    y_train_t = torch.tensor(y_train, dtype=torch.long, device=device)
+        sources = {EMOTION, REAL_TWEETS} if args.teacher_sources == "all" else set(args.teacher_sources.split(","))
+        teacher_mask = torch.tensor([e.source in sources for e in train], dtype=torch.bool, device=device)
+    targets_t = torch.from_numpy(target_matrix(train, labels)).to(device)
+    row_weight = torch.tensor([args.real_tweet_weight if e.source == REAL_TWEETS else 1.0 for e in train],
+                              dtype=torch.float32, device=device)
 
     weights = class_weights(y_train, len(labels), args.class_weights)
     weights = weights.to(device) if weights is not None else None
@@ -419,36 +521,45 @@ def train_transformer(args: TransformerArgs, splits: Splits) -> TransformerResul
     scheduler = linear_schedule(optimizer, round(args.warmup_ratio * total_steps), total_steps)
     loader_gen = torch.Generator().manual_seed(args.seed)
     augment_rng = random.Random(args.seed + 1)
-    log.info("training %s on %d examples (%d val) on %s, bf16=%s, %d steps planned",
-             args.base_model, len(train), len(splits.val), device_name(device), bf16, total_steps)
+    log.info("training %s on %d examples (%d val%s) on %s, bf16=%s, %d steps planned", args.base_model, len(train),
+             len(splits.val), "".join(f", {len(v)} {k}" for k, v in splits.extra_val.items()), device_name(device),
+             bf16, total_steps)
 
     history: list[dict] = []
-    best: dict = {"key": (-1.0, -1.0), "report": None, "epoch": 0, "step": 0, "state": None}
+    best: dict = {"key": (-1.0, -1.0), "report": None, "reports": {}, "epoch": 0, "step": 0, "state": None}
     evals_without_gain, step, stop, epochs_run = 0, 0, False, 0
 
     def validate(epoch: int, losses: list[float]) -> bool:
-        """Score validation, keep the best state; True when patience has run out."""
+        """Score every evaluation set, keep the best state by `selection_score`; True when patience has run out."""
         nonlocal evals_without_gain
-        report = _evaluate(model, val_ids, y_val, labels, **eval_kw)
+        reports = {name: _evaluate(model, ids, y, labels, **eval_kw) for name, (ids, y) in eval_ids.items()}
+        report = reports["val"]
         entry = {"epoch": epoch, "step": step, "train_loss": round(float(np.mean(losses)), 5) if losses else None,
                  "lr": max(g["lr"] for g in optimizer.param_groups), "val_accuracy": report["accuracy"],
-                 "val_macro_f1": report["macro_f1"], "elapsed_s": round(time.perf_counter() - started, 1)}
+                 "val_macro_f1": report["macro_f1"], "selection": selection_score(reports),
+                 **{f"{name}_{m}": r[m] for name, r in reports.items() if name != "val"
+                    for m in ("accuracy", "macro_f1")},
+                 "elapsed_s": round(time.perf_counter() - started, 1)}
         history.append(entry)
-        key = (report["macro_f1"], report["accuracy"])
+        key = (selection_score(reports), report["accuracy"])
         if key > best["key"]:
-            best.update(key=key, report=report, epoch=epoch, step=step,
+            best.update(key=key, report=report, reports=reports, epoch=epoch, step=step,
                         state={k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()})
             evals_without_gain = 0
         else:
             evals_without_gain += 1
-        log.info("epoch %d step %d: train loss %s, val acc %.4f macro-F1 %.4f%s", epoch, step, entry["train_loss"],
-                 report["accuracy"], report["macro_f1"], " (best)" if best["step"] == step else "")
+        log.info("epoch %d step %d: train loss %s, selection %.4f, %s%s", epoch, step, entry["train_loss"],
+                 entry["selection"], ", ".join(f"{name} acc {r['accuracy']:.4f} macro-F1 {r['macro_f1']:.4f}"
+                                               for name, r in reports.items()),
+                 " (best)" if best["step"] == step else "")
         model.train()
         return args.patience > 0 and evals_without_gain >= args.patience
 
     for epoch in range(1, args.epochs + 1):
         epochs_run = epoch
-        texts = [rawify(e.text, augment_rng) if augment_rng.random() < args.augment_prob else e.text for e in train]
+        # Real tweets are raw already; rawify only makes emotion-corpus rows look like them.
+        texts = [rawify(e.text, augment_rng) if e.source == EMOTION and augment_rng.random() < args.augment_prob
+                 else e.text for e in train]
         train_ids = encode(tokenizer, [preprocess(t) for t in texts], args.max_length)
         loader = torch.utils.data.DataLoader(
             # The label slot carries each example's index; labels and soft targets are looked up by it.
@@ -461,13 +572,16 @@ def train_transformer(args: TransformerArgs, splits: Splits) -> TransformerResul
         for batch in bar:
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
             index = batch.pop("labels")
-            y = y_train_t[index]
             with _autocast(device, bf16):
                 logits = model(**batch).logits
-            loss = F.cross_entropy(logits.float(), y, weight=weights, label_smoothing=args.label_smoothing)
+            losses_row = soft_cross_entropy(logits, targets_t[index], weight=weights,
+                                            label_smoothing=args.label_smoothing)
             if soft_targets is not None:
-                kd = distillation_loss(logits, soft_targets[index], args.distill_temperature)
-                loss = args.distill_alpha * kd + (1 - args.distill_alpha) * loss
+                kd = distillation_loss(logits, soft_targets[index], args.distill_temperature, reduction="none")
+                taught = teacher_mask[index]
+                losses_row = torch.where(taught, args.distill_alpha * kd + (1 - args.distill_alpha) * losses_row,
+                                         losses_row)
+            loss = (losses_row * row_weight[index]).sum() / row_weight[index].sum()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
@@ -496,9 +610,10 @@ def train_transformer(args: TransformerArgs, splits: Splits) -> TransformerResul
     raw_test = rawify_examples(splits.test, args.raw_test_seed)
     raw_report = _evaluate(model, encode(tokenizer, [preprocess(e.text) for e in raw_test], args.max_length),
                            y_test, labels, **eval_kw)
-    log.info("best epoch %d: test acc %.4f macro-F1 %.4f; raw test acc %.4f macro-F1 %.4f",
+    log.info("best epoch %d: test acc %.4f macro-F1 %.4f; raw test acc %.4f macro-F1 %.4f%s",
              best["epoch"], test_report["accuracy"], test_report["macro_f1"], raw_report["accuracy"],
-             raw_report["macro_f1"])
+             raw_report["macro_f1"], "".join(f"; {name} acc {r['accuracy']:.4f} macro-F1 {r['macro_f1']:.4f}"
+                                             for name, r in best["reports"].items() if name != "val"))
     return _write(args, model, tokenizer, best, history, test_report, raw_report, epochs_run, train_time,
                   device_name(device), len(train))
 
@@ -528,6 +643,8 @@ def _write(args, model, tokenizer, best, history, test_report, raw_report, epoch
         "model": "transformer",
         "base_model": args.base_model,
         "val": best["report"],
+        **{name.replace("-", "_"): r for name, r in best["reports"].items() if name != "val"},
+        "selection": best["key"][0],
         "best_epoch": best["epoch"],
         "best_step": best["step"],
         "test": test_report,
@@ -587,6 +704,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-dir", default=None, help="directory with train.* and test.* (default ../shared/data/emotion)")
     parser.add_argument("--val-fraction", type=float, default=0.1, help="validation share carved out of train")
     parser.add_argument("--split-seed", type=int, default=13, help="seed of the stratified validation split")
+    parser.add_argument("--real-tweets-dir", default="auto",
+                        help="SemEval-2018 E-c directory (train.tsv, dev.tsv) to train on as well; auto = "
+                             "../shared/data/semeval2018-ec when present, none = emotion corpus only")
     hints, docs = get_type_hints(TransformerArgs), _field_docs(TransformerArgs)
     defaults = TransformerArgs()
     for f in fields(TransformerArgs):
@@ -599,15 +719,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from training.data import load_splits
+    from training.data import load_splits, resolve_real_tweets_dir
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     ns = vars(build_parser().parse_args(argv))
-    splits = load_splits(ns.pop("data_dir"), val_fraction=ns.pop("val_fraction"), seed=ns.pop("split_seed"))
+    data_dir = ns.pop("data_dir")
+    splits = load_splits(data_dir, val_fraction=ns.pop("val_fraction"), seed=ns.pop("split_seed"),
+                         real_tweets_dir=resolve_real_tweets_dir(ns.pop("real_tweets_dir"), data_dir))
     result = train_transformer(TransformerArgs(**ns), splits)
     print(json.dumps({"val_macro_f1": result.val["macro_f1"], "test_accuracy": result.test["accuracy"],
                       "test_macro_f1": result.test["macro_f1"], "raw_test_accuracy": result.test_raw["accuracy"],
                       "raw_test_macro_f1": result.test_raw["macro_f1"], "best_epoch": result.best_epoch,
+                      **{f"{k}_accuracy": v["accuracy"] for k, v in json.loads(result.metrics_path.read_text()).items()
+                         if k.startswith("ec_")},
                       "epochs_run": result.epochs_run, "train_time_s": result.train_time_s, "device": result.device,
                       "metrics": str(result.metrics_path)}, indent=2))
     return 0

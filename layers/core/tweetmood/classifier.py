@@ -1,4 +1,4 @@
-"""A classifier over an ONNX model directory: onnxruntime session + text encoder + softmax."""
+"""A classifier over an ONNX model directory: onnxruntime session + text encoder + calibrated softmax."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ from typing import Sequence
 import numpy as np
 
 from tweetmood.batching import characters
+from tweetmood.calibration import REFIT, Calibration, CalibrationError
 from tweetmood.encoders import Encoder, build_encoder
-from tweetmood.normalize import NORMALIZATION_VERSION, normalize_tweet
+from tweetmood.normalize import normalizer_for
 
 REQUIRED_KEYS = ("labels", "max_length", "version", "sha256")
 
@@ -70,6 +71,8 @@ class Classifier:
     encoder: Encoder
     threads: int = 1
     labels: list[str] = field(init=False)
+    calibration: Calibration = field(init=False)
+    """How logits become probabilities, from model.json (temperature 1 when it has none)."""
     model_seconds: float = field(init=False, default=0.0)
     """Wall time spent inside onnxruntime so far, so callers can tell model time from I/O time."""
 
@@ -77,10 +80,15 @@ class Classifier:
         self.labels = list(self.meta["labels"])
         self._output_name = self.meta.get("output", {}).get("name") or self.session.get_outputs()[0].name
         self._output_kind = self.meta.get("output", {}).get("kind", "logits")
-        norm = self.meta.get("normalization", NORMALIZATION_VERSION)
-        if norm not in (NORMALIZATION_VERSION, "none"):
-            raise ModelError(f"{self.model_dir}/model.json: normalization {norm!r} is not supported by this tweetmood")
-        self._normalize = norm == NORMALIZATION_VERSION
+        # A model directory without the field predates it: it was trained on tweet-v1.
+        try:
+            self._normalize = normalizer_for(self.meta.get("normalization", "tweet-v1"))
+        except ValueError as exc:
+            raise ModelError(f"{self.model_dir}/model.json: {exc}; this tweetmood cannot serve it") from None
+        try:
+            self.calibration = Calibration.from_meta(self.meta.get("calibration"), len(self.labels))
+        except CalibrationError as exc:
+            raise ModelError(f"{self.model_dir}/model.json: {exc}; {REFIT}") from None
         self.per_row = self.meta.get("execution") == "per-row" and hasattr(self.encoder, "rows")
         self._pool = ThreadPoolExecutor(self.threads) if self.per_row and self.threads > 1 else None
 
@@ -119,7 +127,7 @@ class Classifier:
 
     def prepare(self, texts: Sequence[str]) -> list[str]:
         """Apply the model's normalization (the same function training used)."""
-        return [normalize_tweet(t) for t in texts] if self._normalize else list(texts)
+        return [self._normalize(t) for t in texts] if self._normalize else list(texts)
 
     def lengths(self, texts: Sequence[str]) -> list[int]:
         """How long each text is for this model's padding: tokens after normalization where the encoder pads a
@@ -149,11 +157,7 @@ class Classifier:
         return out
 
     def predict_proba(self, texts: Sequence[str], prepared: bool = False) -> np.ndarray:
-        """Probabilities, shape `[len(texts), len(labels)]`, float32, rows summing to 1."""
+        """Probabilities, shape `[len(texts), len(labels)]`, float32, rows summing to 1; calibrated when model.json
+        has a `calibration` (without one, the graph's probabilities or the plain softmax of its logits)."""
         out = self.outputs(texts, prepared)
-        if self._output_kind == "probabilities" or not len(out):
-            return out
-        out = out - out.max(axis=1, keepdims=True)
-        np.exp(out, out=out)
-        out /= out.sum(axis=1, keepdims=True)
-        return out
+        return self.calibration.probabilities(out, self._output_kind) if len(out) else out

@@ -122,7 +122,7 @@ def test_model_json_carries_the_serving_contract(trained, which, encoder_type):
     assert meta["labels"] == splits.labels
     assert meta["sha256"] == sha256_file(out_dir / meta["model_file"])
     assert meta["version"] == f"{meta['name']}-{meta['sha256'][:8]}"
-    assert meta["normalization"] == "tweet-v1"
+    assert meta["normalization"] == "tweet-v2"
     assert meta["encoder"] == {"type": encoder_type, "vocab_file": "vocab.json"}
     assert meta["output"] == {"name": "probabilities", "kind": "probabilities"}
 
