@@ -242,9 +242,15 @@ def training_card(run: dict) -> dict:
                           f"({val.get('n', '?')} tweets carved from train)"}
     if a.get("teachers"):
         teachers = [t for t in a["teachers"].split(",") if t]
-        card["distillation"] = (f"also trained on the averaged probabilities of {len(teachers)} fine-tuned checkpoints "
+        card["distillation"] = (f"also trained on the averaged probabilities of {len(teachers)} teacher(s) "
+                                f"({', '.join(teachers)}) on the {a.get('teacher_sources', 'emotion')} rows "
                                 f"(KL at temperature {a.get('distill_temperature')}, weight {a.get('distill_alpha')}; "
-                                "training/distill.py)")
+                                "training/transformer.py)")
+    if run.get("ec_dev"):
+        card["real tweets"] = (f"SemEval-2018 E-c train rows weighted {a.get('real_tweet_weight', 1.0)}x; epoch chosen by "
+                               f"the mean of emotion-validation macro-F1 and held-out E-c accuracy ({run.get('selection')}); "
+                               f"E-c dev at that epoch: accuracy {run['ec_dev']['accuracy']:.4f}, macro-F1 "
+                               f"{run['ec_dev']['macro_f1']:.4f} (float32, never selected on)")
     return card
 
 

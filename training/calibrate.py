@@ -289,7 +289,8 @@ class LabelledSet:
 
 def load_labelled(spec: str, labels: Sequence[str]) -> LabelledSet:
     """Read a data spec (`PATH`, `PATH@val`, `PATH@A:B`, `PATH@single`; see the module docstring)."""
-    from training.data import Splits, add_real_tweets, load_ec, load_examples, single_label, stratified_split
+    from training.data import (Splits, add_real_tweets, load_ec, load_examples, single_label, stratified_split,
+                               target_matrix)
 
     path_text, _, part = spec.partition("@")
     path = Path(path_text)
@@ -307,7 +308,7 @@ def load_labelled(spec: str, labels: Sequence[str]) -> LabelledSet:
             kept = set(_slice(spec, part, list(range(_data_rows(path)))))
             examples = [e for e in load_ec(path, labels) if e.line - 2 in kept]  # line 1 is the header
             considered = len(kept)
-        return LabelledSet(spec, [e.text for e in examples], _target_rows(examples, labels),
+        return LabelledSet(spec, [e.text for e in examples], target_matrix(examples, labels),
                            dropped=considered - len(examples))
     examples = load_examples(path, labels)
     if part == "val":
@@ -316,25 +317,13 @@ def load_labelled(spec: str, labels: Sequence[str]) -> LabelledSet:
         raise ValueError(f"{spec}: @single selects E-c rows with one label; {path.name} has one label per row already")
     else:
         examples = _slice(spec, part, examples)
-    return LabelledSet(spec, [e.text for e in examples], _target_rows(examples, labels))
+    return LabelledSet(spec, [e.text for e in examples], target_matrix(examples, labels))
 
 
 def _data_rows(path: Path) -> int:
     """Lines after the header: an E-c example on line n is data row n - 2."""
     with open(path, encoding="utf-8-sig") as fh:
         return sum(1 for _ in fh) - 1
-
-
-def _target_rows(examples, labels: Sequence[str]) -> np.ndarray:
-    """One probability row per example: its soft target where it carries several labels, else one-hot."""
-    index = {label: i for i, label in enumerate(labels)}
-    rows = np.zeros((len(examples), len(labels)))
-    for row, e in enumerate(examples):
-        if e.targets is not None:
-            rows[row] = e.targets
-        else:
-            rows[row, index[e.label]] = 1.0
-    return rows
 
 
 def _slice(spec: str, part: str, rows: list) -> list:

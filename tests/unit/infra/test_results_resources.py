@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from sam_template import BUCKET, FUNCTIONS, TEMPLATE, Resolver, as_list, function_role, role_statements
+from sam_template import BUCKET, FUNCTIONS, SCALE_OUT_FUNCTIONS, TEMPLATE, Resolver, as_list, role_of, role_statements
 from tweetmood.schema import RESULT_COLUMNS, manifest_columns
 from tweetmood_cli import named_queries
 from tweetmood_cli.report import query_names
@@ -149,7 +149,7 @@ def _writable(cfn: dict, resolve: Resolver, function: str, key: str) -> bool:
     arn = f"arn:aws:s3:::{BUCKET}/{key}"
     return any(
         fnmatch.fnmatchcase(arn, resource)
-        for st in role_statements(cfn, resolve, function_role(cfn, function))
+        for st in role_statements(cfn, resolve, role_of(cfn, function))
         if st["Effect"] == "Allow" and WRITES & set(as_list(st["Action"]))
         for resource in as_list(st["Resource"])
     )
@@ -165,6 +165,13 @@ def test_the_functions_cannot_write_the_athena_results_nor_anywhere_outside_the_
     inside = [f"{output_prefix}results/a/b.jsonl", f"{output_prefix}manifests/a/b.jsonl.manifest.json", f"{output_prefix}x.jsonl"]
     assert [k for k in outside if _writable(cfn, resolve, function, k)] == []
     assert [k for k in inside if not _writable(cfn, resolve, function, k)] == [], "the check must see the grants that exist"
+
+
+@pytest.mark.parametrize("function", SCALE_OUT_FUNCTIONS)
+def test_the_scale_out_functions_cannot_write_the_athena_results_either(cfn, function):
+    resolve = Resolver(cfn, OutputPrefix="scored/")
+    outside = ["athena-results/0b7e.csv", "athena-results/x/y.metadata", "incoming/x.jsonl", "x.jsonl"]
+    assert [k for k in outside if _writable(cfn, resolve, function, k)] == []
 
 
 def test_the_athena_prefix_cannot_be_made_an_input_or_output_prefix(sam):

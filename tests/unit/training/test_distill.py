@@ -96,7 +96,8 @@ def test_the_model_card_says_a_student_was_distilled_and_from_how_many_teachers(
            "val": {"accuracy": 0.94, "macro_f1": 0.92, "n": 1600}, "best_epoch": 3, "epochs_run": 4,
            "device": "cpu", "train_time_s": 10.0}
     card = training_card(run)
-    assert card["distillation"].startswith("also trained on the averaged probabilities of 3 fine-tuned checkpoints")
+    assert card["distillation"].startswith("also trained on the averaged probabilities of 3 teacher(s) (a, b, c) "
+                                           "on the emotion rows")
     assert card["base model"].startswith("sentence-transformers/all-MiniLM-L6-v2")
     assert "macro-F1 0.9200 (1600 tweets" in card["validation"]
     assert "distillation" not in training_card({**run, "args": {**run["args"], "teachers": ""}})
