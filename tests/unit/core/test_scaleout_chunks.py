@@ -116,13 +116,18 @@ def test_an_unclosed_csv_quote_fails_like_the_serial_run(tmp_path, tiny_classifi
     assert serial.status == "failed"
 
 
-def test_a_retried_chunk_overwrites_its_part(tmp_path, tiny_classifier):
+def _planned_300_tweets(tmp_path):
+    """A 300-tweet text file planned into small chunks on local storage: (settings, source, storage, run, items)."""
     settings = Settings(**SMALL)
     src = tmp_path / "t.txt"
     src.write_text("\n".join(tweets(300)))
     storage = LocalStorage()
     run = scaleout.plan(storage, settings, scaleout.local_run(str(src), str(tmp_path / "out"), str(tmp_path / "st")))
-    items = scaleout.read_plan(storage, run)
+    return settings, src, storage, run, scaleout.read_plan(storage, run)
+
+
+def test_a_retried_chunk_overwrites_its_part(tmp_path, tiny_classifier):
+    settings, src, storage, run, items = _planned_300_tweets(tmp_path)
     for item in items:
         scaleout.score_chunk(storage, tiny_classifier, settings, item)
     again = scaleout.score_chunk(storage, tiny_classifier, settings, items[2])
@@ -134,12 +139,7 @@ def test_a_retried_chunk_overwrites_its_part(tmp_path, tiny_classifier):
 
 
 def test_the_merge_refuses_a_run_with_a_missing_part(tmp_path, tiny_classifier):
-    settings = Settings(**SMALL)
-    src = tmp_path / "t.txt"
-    src.write_text("\n".join(tweets(300)))
-    storage = LocalStorage()
-    run = scaleout.plan(storage, settings, scaleout.local_run(str(src), str(tmp_path / "out"), str(tmp_path / "st")))
-    items = scaleout.read_plan(storage, run)
+    settings, _, storage, run, items = _planned_300_tweets(tmp_path)
     for item in items[:-1]:
         scaleout.score_chunk(storage, tiny_classifier, settings, item)
     with pytest.raises(scaleout.PartsMissing, match=f"chunk {items[-1]['index']}"):
