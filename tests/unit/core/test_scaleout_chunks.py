@@ -148,18 +148,14 @@ def test_the_merge_refuses_a_run_with_a_missing_part(tmp_path, tiny_classifier):
 
 
 def test_the_plan_is_a_json_array_of_self_contained_items(tmp_path):
-    settings = Settings(**SMALL)
-    src = tmp_path / "t.txt"
-    src.write_text("\n".join(tweets(200)))
-    storage = LocalStorage()
-    run = scaleout.plan(storage, settings, scaleout.local_run(str(src), str(tmp_path / "o"), str(tmp_path / "st")))
+    _, src, _, run, _ = _planned_300_tweets(tmp_path)
     items = orjson.loads(Path(run["plan_key"]).read_bytes())
     assert isinstance(items, list) and len(items) == run["chunks"]
     assert {"run_id", "bucket", "key", "source_key", "etag", "index", "start", "end", "first_line", "format",
             "header", "text_column"} <= set(items[0])
     assert [i["index"] for i in items] == list(range(len(items)))
     assert all(a["end"] == b["start"] for a, b in zip(items, items[1:])) and items[-1]["end"] == src.stat().st_size
-    assert sum(i["rows"] for i in items) == 200
+    assert sum(i["rows"] for i in items) == 300
 
 
 def test_execution_names_are_deterministic_short_and_safe():
