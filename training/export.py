@@ -17,7 +17,7 @@ import numpy as np
 
 from tweetmood.classifier import Classifier, sha256_file
 from tweetmood.encoders import WordPieceEncoder
-from tweetmood.normalize import NORMALIZATION_VERSION, NORMALIZERS, normalize_tweet
+from tweetmood.normalize import NORMALIZATION_VERSION, NORMALIZERS
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,6 @@ import random
 import sys
 import textwrap
 import time
-from collections import Counter
 from dataclasses import asdict, dataclass, field, fields
 from functools import partial
 from importlib.util import find_spec
