@@ -137,17 +137,19 @@ def _tweetmood(args: list[str]) -> tuple[float, float]:
 VARIANTS = (("1 worker, 1 thread", 1, 1), ("1 worker, 2 threads", 1, 2), ("2 workers, 1 thread each", 2, 1))
 
 
-def workers_runs(model_dir: Path, texts: list[str], workdir: Path, lines: int, files: int) -> dict:
-    """`tweetmood score` on one file of `lines` lines and on a folder of `files` files holding as many lines,
-    once per variant; outputs compared byte for byte."""
+def workers_runs(model_dir: Path, texts: list[str], workdir: Path, lines: int, files: int,
+                 file_lines: int | None = None) -> dict:
+    """`tweetmood score` on one file of `lines` lines and on a folder of `files` files of `file_lines` lines each
+    (default: as many lines in all as the one file), once per variant; outputs compared byte for byte."""
+    file_lines = file_lines or max(1, lines // files)
     big = workdir / "one" / "tweets.txt"
     big.parent.mkdir(parents=True)
     _generate(big, texts, lines)
     folder = workdir / "folder"
     folder.mkdir()
     for i in range(files):
-        _generate(folder / f"f{i:03d}.txt", texts[i % len(texts):] + texts[: i % len(texts)], max(1, lines // files))
-    out: dict = {"lines": lines, "files": files, "file_lines": max(1, lines // files), "runs": []}
+        _generate(folder / f"f{i:03d}.txt", texts[i % len(texts):] + texts[: i % len(texts)], file_lines)
+    out: dict = {"lines": lines, "files": files, "file_lines": file_lines, "runs": []}
     for target, name in ((big, "one file"), (folder, "folder")):
         reference = None
         for label, workers, threads in VARIANTS:
@@ -160,8 +162,9 @@ def workers_runs(model_dir: Path, texts: list[str], workdir: Path, lines: int, f
             digest = b"".join(p.read_bytes() for p in results)
             same = reference is None or digest == reference
             reference = reference if reference is not None else digest
+            rows = lines if target == big else files * file_lines
             out["runs"].append({"input": name, "variant": label, "workers": workers, "threads": threads,
-                                "wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "tweets_per_s": round(lines / wall, 1),
+                                "wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "tweets_per_s": round(rows / wall, 1),
                                 "load_avg_1min": round(load, 1), "output_identical_to_first": same})
             shutil.rmtree(dest)
     return out
@@ -273,7 +276,8 @@ def write_section(doc: Path, section: str) -> None:
 
 
 def measure_all(texts: list[str], *, model_dir: Path = SHIPPED, plan_lines: int = 1_000_000,
-                workers_lines: int = 100_000, files: int = 200, chunk_rows: int | None = None,
+                workers_lines: int = 100_000, files: int = 200, file_lines: int | None = None,
+                chunk_rows: int | None = None,
                 command: str = "python -m benchmarks.scaleout") -> dict:
     """Every scale-out measurement and the projection, as one JSON-able dict."""
     from benchmarks.run import cpu_info
@@ -283,7 +287,7 @@ def measure_all(texts: list[str], *, model_dir: Path = SHIPPED, plan_lines: int 
     try:
         load = os.getloadavg()[0]
         measured = plan_merge_and_chunk(model_dir, texts, workdir, plan_lines, chunk_rows or tmpl["ChunkRows"])
-        workers = workers_runs(model_dir, texts, workdir, workers_lines, files) if workers_lines else None
+        workers = workers_runs(model_dir, texts, workdir, workers_lines, files, file_lines) if workers_lines else None
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     counts = {"score_file": transitions(SCORE_FILE_ASL), "backlog": transitions(BACKLOG_ASL)}
@@ -302,6 +306,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers-lines", type=int, default=100_000,
                    help="lines scored by each `tweetmood score` run (0: skip those runs)")
     p.add_argument("--files", type=int, default=200, help="files in the folder run")
+    p.add_argument("--file-lines", type=int, default=None,
+                   help="lines in each file of the folder run (default: --workers-lines spread over --files)")
     p.add_argument("--chunk-rows", type=int, default=None,
                    help="rows in the chunk scored for the per-chunk rate (default: the template's ChunkRows)")
     p.add_argument("--docs", type=Path, default=ROOT / "docs")
@@ -309,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     test = args.data_dir / "test.txt"
     texts = [line.rpartition(";")[0] for line in test.read_text(encoding="utf-8").splitlines() if line.strip()]
     result = measure_all(texts, model_dir=args.model, plan_lines=args.plan_lines, workers_lines=args.workers_lines,
-                         files=args.files, chunk_rows=args.chunk_rows, command=" ".join(["python -m benchmarks.scaleout", *(argv or sys.argv[1:])]))
+                         files=args.files, file_lines=args.file_lines, chunk_rows=args.chunk_rows, command=" ".join(["python -m benchmarks.scaleout", *(argv or sys.argv[1:])]))
     (args.docs / "benchmarks-scaleout.json").write_text(json.dumps(result, indent=2) + "\n")
     write_section(args.docs / "benchmarks.md", render(result))
     print(json.dumps(result, indent=2))
