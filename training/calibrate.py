@@ -57,6 +57,12 @@ def as_targets(targets, n_classes: int) -> np.ndarray:
     return targets.astype(np.float64)
 
 
+def single_label_rows(targets: np.ndarray) -> np.ndarray:
+    """Which rows of a target matrix put all their weight on one label. A score is read as the probability that its
+    label is right, which only a row with one right label can check; so calibration is fitted on those rows alone."""
+    return np.asarray(targets).max(axis=1) > 1 - 1e-6
+
+
 def log_softmax(logits: np.ndarray) -> np.ndarray:
     z = np.asarray(logits, dtype=np.float64)
     z = z - z.max(axis=1, keepdims=True)
@@ -358,6 +364,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="held-out data to fit on (repeatable; never the test or report data)")
     parser.add_argument("--report-data", action="append", default=[], metavar="SPEC",
                         help="data to report ECE on, before and after (repeatable)")
+    parser.add_argument("--fit-rows", choices=("single", "all"), default="single",
+                        help="fit on rows with exactly one label (default; what a score claims to be right about) or "
+                             "on every row, multi-label E-c rows with their soft targets")
     parser.add_argument("--method", choices=("temperature", "vector"), default="temperature",
                         help="what --write stores (both are always fitted and reported)")
     parser.add_argument("--write", action="store_true", help="store the fit in model.json['calibration']")
@@ -376,6 +385,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     k = len(classifier.labels)
     fit_logits = np.concatenate([served_logits(classifier, s.texts) for s in fit_sets])
     fit_targets = np.concatenate([as_targets(s.targets, k) for s in fit_sets])
+    left_out = 0
+    if ns.fit_rows == "single":
+        keep = single_label_rows(fit_targets)
+        left_out = int((~keep).sum())
+        print(f"fitting on the {int(keep.sum())} of {len(keep)} fit rows that carry exactly one label")
+        fit_logits, fit_targets = fit_logits[keep], fit_targets[keep]
     reported = {s.name: (served_logits(classifier, s.texts), s.targets) for s in report_sets}
     result = compare_methods(fit_logits, fit_targets, reported)
     for s in fit_sets + report_sets:
@@ -388,7 +403,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{name:<48} {method:<12} {r['ece']:>7.4f} {r['nll']:>7.4f} {r['brier']:>7.4f} "
                   f"{r['accuracy']:>7.4f} {r['mean_confidence']:>7.4f}")
     if ns.write:
-        fitted_on = " + ".join(s.name for s in fit_sets)
+        fitted_on = " + ".join(s.name for s in fit_sets) + (f" ({left_out} multi-label rows left out)" if left_out else "")
         written = fit_and_write(ns.model, fit_logits, fit_targets, fitted_on=fitted_on, method=ns.method)
         print(f"wrote {Path(ns.model) / 'model.json'}: {json.dumps(written['calibration'])}")
     if ns.diagram:

@@ -11,7 +11,7 @@ import pytest
 
 from training.calibrate import (apply_calibration, calibrate_model_dir, calibration_report, calibration_reports,
                                 expected_calibration_error, fit_temperature, fit_vector_scaling, load_labelled, main,
-                                negative_log_likelihood, reliability_diagram, served_logits)
+                                negative_log_likelihood, reliability_diagram, served_logits, single_label_rows)
 from tweetmood.calibration import softmax
 from tweetmood.classifier import Classifier, sha256_file
 
@@ -75,6 +75,11 @@ def test_the_report_gives_ece_nll_brier_accuracy_and_confidence():
     # Bins of 0.9 (right) and 0.7 (wrong): gaps 0.1 and 0.7, one row each.
     assert report == {"n": 2, "ece": pytest.approx(0.4), "nll": pytest.approx((-np.log(0.9) - np.log(0.3)) / 2, abs=1e-4),
                       "brier": pytest.approx((0.02 + 0.98) / 2), "accuracy": 0.5, "mean_confidence": 0.8}
+
+
+def test_a_single_label_row_puts_all_its_weight_on_one_label():
+    targets = np.array([[0, 1, 0], [0.5, 0.5, 0], [1, 0, 0], [1 / 3, 1 / 3, 1 / 3]])
+    assert single_label_rows(targets).tolist() == [True, False, True, False]
 
 
 def test_bad_targets_are_refused_with_what_was_expected():
@@ -221,6 +226,19 @@ def test_the_command_line_prints_ece_before_and_after_and_writes_only_when_asked
     assert set(json.loads((tmp_path / "c.json").read_text())["reports"]) == {"fit", f"{report}@single"}
     assert main(args + ["--write"]) == 0
     assert json.loads((model_dir / "model.json").read_text())["calibration"]["fitted_on"] == str(fit)
+
+
+def test_the_fit_leaves_out_multi_label_rows_unless_asked_to_keep_them(model_dir, tmp_path, capsys):
+    rows = [(t, {LABELS[i % 6]} if i % 3 else {LABELS[i % 6], LABELS[(i + 1) % 6]}) for i, t in enumerate(TWEETS)]
+    fit = ec_file(tmp_path, rows)
+    args = ["--model", str(model_dir), "--fit-data", str(fit), "--threads", "1", "--write"]
+    assert main(args) == 0
+    single = json.loads((model_dir / "model.json").read_text())["calibration"]
+    assert single["n"] == 16 and single["fitted_on"] == f"{fit} (8 multi-label rows left out)"
+    assert "fitting on the 16 of 24 fit rows that carry exactly one label" in capsys.readouterr().out
+    assert main(args + ["--fit-rows", "all"]) == 0
+    every = json.loads((model_dir / "model.json").read_text())["calibration"]
+    assert every["n"] == 24 and every["fitted_on"] == str(fit) and every["temperature"] != single["temperature"]
 
 
 def test_the_command_line_reports_a_missing_file_instead_of_a_traceback(model_dir, tmp_path, capsys):
