@@ -96,7 +96,8 @@ class TransformerArgs:
     device: str = "auto"
     """"auto" (cuda when available, else cpu), "cpu", "cuda" or "cuda:N"."""
     bf16: bool | None = None
-    """bfloat16 autocast; None = on for cuda devices that support it, off on cpu."""
+    """bfloat16 autocast, for training and for scoring with checkpoint teachers; None = on for cuda devices that support
+    it, off on cpu (a CPU with AMX runs a base-size encoder about 3x faster with it: docs/training.md)."""
     cpu_threads: int = 0
     """torch threads on cpu; 0 = every core this process may use (on a busy shared machine 1 can be several times faster)."""
     num_workers: int = 0
@@ -413,8 +414,10 @@ def serving_logits(model_dir: Path, texts: Sequence[str], labels: Sequence[str])
 
 
 def teacher_logits(checkpoint: Path, texts: Sequence[str], labels: Sequence[str], *, device: torch.device,
-                   batch_size: int = 128, max_length: int = 64, cache_dir: Path | None = None) -> np.ndarray:
-    """One teacher's logits for `texts`, columns in `labels` order; cached on disk by checkpoint and texts."""
+                   batch_size: int = 128, max_length: int = 64, cache_dir: Path | None = None,
+                   bf16: bool | None = None) -> np.ndarray:
+    """One teacher's logits for `texts`, columns in `labels` order; cached on disk by checkpoint and texts.
+    `bf16`: autocast a checkpoint teacher to bfloat16 (None = on cuda devices that support it)."""
     key = hashlib.sha256()
     key.update(str(checkpoint.resolve()).encode())
     weights = checkpoint / "model.safetensors"
@@ -440,8 +443,9 @@ def teacher_logits(checkpoint: Path, texts: Sequence[str], labels: Sequence[str]
     preprocess = make_preprocess(*teacher_preprocess(checkpoint))
     ids = encode(tokenizer, [preprocess(t) for t in texts], max_length)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    logits = predict(model, ids, batch_size=batch_size, device=device,
-                     bf16=device.type == "cuda" and torch.cuda.is_bf16_supported(), pad_id=pad_id)
+    if bf16 is None:
+        bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    logits = predict(model, ids, batch_size=batch_size, device=device, bf16=bf16, pad_id=pad_id)
     logits = logits[:, [trained.index(label) for label in labels]]
     if cached is not None:
         cached.parent.mkdir(parents=True, exist_ok=True)
@@ -505,7 +509,8 @@ def train_transformer(args: TransformerArgs, splits: Splits) -> TransformerResul
     if args.teachers:
         soft_targets = torch.from_numpy(ensemble_probs(
             parse_teachers(args.teachers), [e.text for e in train], labels, temperature=args.distill_temperature,
-            device=device, max_length=args.max_length, cache_dir=Path(args.output_dir) / "teacher-cache")).to(device)
+            device=device, max_length=args.max_length, cache_dir=Path(args.output_dir) / "teacher-cache",
+            bf16=bf16)).to(device)
         sources = {EMOTION, REAL_TWEETS} if args.teacher_sources == "all" else set(args.teacher_sources.split(","))
         teacher_mask = torch.tensor([e.source in sources for e in train], dtype=torch.bool, device=device)
     targets_t = torch.from_numpy(target_matrix(train, labels)).to(device)
