@@ -416,8 +416,10 @@ def serving_logits(model_dir: Path, texts: Sequence[str], labels: Sequence[str])
 def teacher_logits(checkpoint: Path, texts: Sequence[str], labels: Sequence[str], *, device: torch.device,
                    batch_size: int = 128, max_length: int = 64, cache_dir: Path | None = None,
                    bf16: bool | None = None) -> np.ndarray:
-    """One teacher's logits for `texts`, columns in `labels` order; cached on disk by checkpoint and texts.
+    """One teacher's logits for `texts`, columns in `labels` order; cached on disk by checkpoint, texts and precision.
     `bf16`: autocast a checkpoint teacher to bfloat16 (None = on cuda devices that support it)."""
+    if bf16 is None:
+        bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
     key = hashlib.sha256()
     key.update(str(checkpoint.resolve()).encode())
     weights = checkpoint / "model.safetensors"
@@ -426,6 +428,8 @@ def teacher_logits(checkpoint: Path, texts: Sequence[str], labels: Sequence[str]
     key.update(str(weights.stat().st_mtime_ns if weights.exists() else 0).encode())  # retrained in place: new key
     for t in texts:
         key.update(t.encode("utf-8", "surrogatepass") + b"\0")
+    if bf16 and not (checkpoint / "model.json").is_file():  # a serving directory always runs its own ONNX graph
+        key.update(b"bf16")
     cached = cache_dir / f"{key.hexdigest()[:24]}.npy" if cache_dir else None
     if cached is not None and cached.is_file():
         return np.load(cached)
@@ -443,8 +447,6 @@ def teacher_logits(checkpoint: Path, texts: Sequence[str], labels: Sequence[str]
     preprocess = make_preprocess(*teacher_preprocess(checkpoint))
     ids = encode(tokenizer, [preprocess(t) for t in texts], max_length)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    if bf16 is None:
-        bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
     logits = predict(model, ids, batch_size=batch_size, device=device, bf16=bf16, pad_id=pad_id)
     logits = logits[:, [trained.index(label) for label in labels]]
     if cached is not None:

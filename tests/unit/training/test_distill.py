@@ -61,6 +61,14 @@ def test_teacher_logits_are_cached_by_checkpoint_and_texts(teachers, tmp_path):
     assert len(list(tmp_path.glob("*.npy"))) == 2
 
 
+def test_bf16_teacher_scores_are_cached_apart_from_float32_ones(teachers, tmp_path):
+    device = torch.device("cpu")
+    fp32 = teacher_logits(teachers[0], ["i feel sad"], LABELS, device=device, cache_dir=tmp_path)
+    bf16 = teacher_logits(teachers[0], ["i feel sad"], LABELS, device=device, cache_dir=tmp_path, bf16=True)
+    assert len(list(tmp_path.glob("*.npy"))) == 2
+    np.testing.assert_allclose(fp32, bf16, atol=0.1)
+
+
 def test_the_distillation_loss_is_zero_when_the_student_matches_the_teacher_and_grows_as_it_departs():
     logits = torch.tensor([[2.0, 0.5, -1.0], [0.0, 1.0, 3.0]])
     target = torch.softmax(logits / 2.0, dim=-1)
