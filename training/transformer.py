@@ -97,7 +97,7 @@ class TransformerArgs:
     """"auto" (cuda when available, else cpu), "cpu", "cuda" or "cuda:N"."""
     bf16: bool | None = None
     """bfloat16 autocast, for training and for scoring with checkpoint teachers; None = on for cuda devices that support
-    it, off on cpu (a CPU with AMX runs a base-size encoder about 3x faster with it: docs/training.md)."""
+    it, off on cpu (an MPNet-base training step ran 2.6-3x faster with it on a CPU with AMX: docs/training.md)."""
     cpu_threads: int = 0
     """torch threads on cpu; 0 = every core this process may use (on a busy shared machine 1 can be several times faster)."""
     num_workers: int = 0
