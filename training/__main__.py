@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import os
+import shlex
 import shutil
 import sys
 from pathlib import Path
@@ -50,6 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
     _export_options(p)
     p.add_argument("--ship", action="store_true", help="copy the int8 serving directory to layers/model/model/")
     p.add_argument("--skip-baselines", action="store_true", help="transformer only (the table keeps the rows it has)")
+    p.add_argument("--teacher-base", default=None,
+                   help="first fine-tune this base (a training.bases name such as mpnet-base, or a directory) as a "
+                        "teacher, then distil it into the transformer: its checkpoint joins --teachers")
+    p.add_argument("--teacher-args", default="",
+                   help="options of the teacher's fine-tune, as one string (e.g. \"--bf16 true --epochs 1 --lr 4e-5\")")
     p.add_argument("--docs", default=str(DOCS_PATH), help="where the results table goes (default docs/training.md)")
 
     p = sub.add_parser("transformer", help="fine-tune the transformer (options of training.transformer)", add_help=False)
@@ -198,11 +204,44 @@ def _baselines(splits: Splits, out: Path, raw_test) -> dict:
     return metrics
 
 
+def train_teacher(base: str, teacher_args: str, data_dir: str | None, output_dir: Path,
+                  real_tweets_dir: str | None) -> dict:
+    """Fine-tune `base` (resolved, and installed when missing, by training.bases) as the teacher; its own float32
+    numbers (test, E-c dev, time, device) are what the transformer's metrics.json says."""
+    from training.bases import resolve_base
+
+    folder = resolve_base(base, install=True)
+    log.info("teacher: fine-tuning %s (%s) with %r", base, folder, teacher_args)
+    args, _, result = _transformer(["--base-model", str(folder), *shlex.split(teacher_args)], data_dir, output_dir,
+                                   real_tweets_dir)
+    run = _run_metrics(Path(result.checkpoint_dir))
+    return {"base": base, "args": teacher_args, "checkpoint": str(result.checkpoint_dir),
+            "train_time_s": result.train_time_s, "device": result.device,
+            **{key: run.get(key) for key in ("test", "ec_dev", "selection") if run.get(key) is not None}}
+
+
+def with_teacher(argv: Sequence[str], checkpoint: str) -> list[str]:
+    """The transformer's options with `checkpoint` added to its --teachers (created when absent)."""
+    argv = list(argv)
+    for i, arg in enumerate(argv):
+        if arg == "--teachers" and i + 1 < len(argv):
+            argv[i + 1] = ",".join(t for t in (argv[i + 1], checkpoint) if t)
+            return argv
+        if arg.startswith("--teachers="):
+            argv[i] = "--teachers=" + ",".join(t for t in (arg.split("=", 1)[1], checkpoint) if t)
+            return argv
+    return [*argv, "--teachers", checkpoint]
+
+
 def run_all(ns: argparse.Namespace, transformer_argv: Sequence[str]) -> int:
     from training.rawify import RAW_TEST_SEED, rawify_examples
     from training.report import table_row, write_training_doc
 
     out = Path(ns.output_dir)
+    teacher = None
+    if ns.teacher_base:
+        teacher = train_teacher(ns.teacher_base, ns.teacher_args, ns.data_dir, out / "teacher", ns.real_tweets_dir)
+        transformer_argv = with_teacher(transformer_argv, teacher["checkpoint"])
     args, splits, result = _transformer(transformer_argv, ns.data_dir, out / "transformer", ns.real_tweets_dir)
     training = {"base model": args.base_model, "epochs run": result.epochs_run, "best epoch": result.best_epoch,
                 "learning rate": args.lr, "batch size": args.batch_size, "max length": args.max_length,
@@ -217,7 +256,7 @@ def run_all(ns: argparse.Namespace, transformer_argv: Sequence[str]) -> int:
     rows += [table_row("MiniLM-L6 fine-tuned, fp32 ONNX", exported["fp32"]),
              table_row(f"MiniLM-L6 fine-tuned, {ns.quantization} ONNX (shipped)", exported["int8"])]
     write_training_doc(ns.docs, rows)
-    (out / "results.json").write_text(json.dumps(rows, indent=2) + "\n")
+    (out / "results.json").write_text(json.dumps(rows + ([{"teacher": teacher}] if teacher else []), indent=2) + "\n")
     if ns.ship:
         ship(exported["int8_dir"])
     print(json.dumps({"results": rows, "serving_int8": str(exported["int8_dir"]), "docs": ns.docs,

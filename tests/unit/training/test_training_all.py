@@ -34,3 +34,33 @@ def test_one_command_trains_all_three_models_gates_and_reports(tmp_path, tiny_sp
     assert meta["labels"] == tiny_splits.labels and meta["quantization"] == "int8-static-fused" and meta["execution"] == "batched"
     assert json.loads((int8 / "metrics.json").read_text())["parity"]["passed"]
     assert "BiLSTM" in docs.read_text()
+
+
+def test_one_command_can_train_the_teacher_first_and_distil_it_into_the_student(tmp_path, tiny_splits, tiny_checkpoint):
+    from training.__main__ import main
+
+    data = tmp_path / "data"
+    data.mkdir()
+    _write(data / "train.txt", tiny_splits.train)
+    _write(data / "test.txt", tiny_splits.test)
+    out = tmp_path / "run"
+
+    code = main(["all", "--data-dir", str(data), "--output-dir", str(out), "--docs", str(tmp_path / "training.md"),
+                 "--skip-baselines", "--quantization", "fp32", "--teacher-base", str(tiny_checkpoint),
+                 "--teacher-args", "--epochs 1 --lr 1e-3 --batch-size 16 --progress false",
+                 "--base-model", str(tiny_checkpoint), "--epochs", "2", "--lr", "1e-3", "--batch-size", "16",
+                 "--progress", "false"])
+
+    assert code == 0
+    teacher = json.loads((out / "results.json").read_text())[-1]["teacher"]
+    assert teacher["checkpoint"] == str(out / "teacher" / "checkpoint") and teacher["test"]["accuracy"] is not None
+    student = json.loads((out / "transformer" / "metrics.json").read_text())
+    assert student["args"]["teachers"] == teacher["checkpoint"]
+
+
+def test_a_trained_teacher_joins_the_teachers_already_given():
+    from training.__main__ import with_teacher
+
+    assert with_teacher(["--lr", "1e-4"], "t/ckpt") == ["--lr", "1e-4", "--teachers", "t/ckpt"]
+    assert with_teacher(["--teachers", "a", "--lr", "1"], "t/ckpt") == ["--teachers", "a,t/ckpt", "--lr", "1"]
+    assert with_teacher(["--teachers=a"], "t/ckpt") == ["--teachers=a,t/ckpt"]
