@@ -84,7 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compare-quantizations", help="size, 1-thread speed, batch independence and kernels per quantization")
     _common(p)
     p.add_argument("--checkpoint", required=True, help="a save_pretrained directory with its fast tokenizer")
-    p.add_argument("--n", type=int, default=256, help="test tweets timed and compared (default 256)")
+    p.add_argument("--n", type=int, default=256, help="tweets timed and compared (default 256)")
+    p.add_argument("--on", choices=("test", "validation"), default="test",
+                   help="compare on test.txt, or on held-out training data (the emotion validation split, then the "
+                        "single-label held-out E-c rows) to choose a scheme without looking at test")
     p.add_argument("--methods", nargs="*", default=None, help="quantizations to compare (default all)")
     return parser
 
@@ -369,14 +372,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             from training.export import CALIBRATION_TEXTS, QUANTIZATIONS, compare_quantizations
             from training.report import quantization_table
 
-            splits = load_splits(ns.data_dir)
+            from training.data import single_label
+
+            # The same splits as `export`, so the calibration texts are the ones the shipped graph is built from.
+            splits = load_splits(ns.data_dir, real_tweets_dir=resolve_real_tweets_dir(ns.real_tweets_dir, ns.data_dir))
             checkpoint = Path(ns.checkpoint)
             labels, max_length, _ = _checkpoint_settings(checkpoint, splits.labels)
-            test = splits.test[: ns.n]
+            held_out = splits.val + single_label(splits.extra_val.get("ec-val", []))
+            test = (splits.test if ns.on == "test" else held_out)[: ns.n]
             rows = compare_quantizations(checkpoint, Path(ns.output_dir) / "compare", labels, [e.text for e in test],
                                          [e.text for e in splits.train[:CALIBRATION_TEXTS]], ns.methods or list(QUANTIZATIONS),
                                          max_length, true_labels=[e.label for e in test])
-            (Path(ns.output_dir) / "compare" / "quantizations.json").write_text(json.dumps(rows, indent=2) + "\n")
+            name = "quantizations.json" if ns.on == "test" else "quantizations-validation.json"
+            (Path(ns.output_dir) / "compare" / name).write_text(json.dumps(rows, indent=2) + "\n")
             print(quantization_table(rows))
             return 0
     except (DataError, ExportError, ParityError) as exc:

@@ -64,3 +64,23 @@ def test_a_trained_teacher_joins_the_teachers_already_given():
     assert with_teacher(["--lr", "1e-4"], "t/ckpt") == ["--lr", "1e-4", "--teachers", "t/ckpt"]
     assert with_teacher(["--teachers", "a", "--lr", "1"], "t/ckpt") == ["--teachers", "a,t/ckpt", "--lr", "1"]
     assert with_teacher(["--teachers=a"], "t/ckpt") == ["--teachers=a,t/ckpt"]
+
+
+def test_quantizations_can_be_compared_on_held_out_training_data_instead_of_test(tmp_path, tiny_splits, tiny_checkpoint,
+                                                                                 capsys):
+    from training.__main__ import main
+
+    data = tmp_path / "data"
+    data.mkdir()
+    _write(data / "train.txt", tiny_splits.train)
+    _write(data / "test.txt", tiny_splits.test)
+
+    code = main(["compare-quantizations", "--data-dir", str(data), "--output-dir", str(tmp_path), "--checkpoint",
+                 str(tiny_checkpoint), "--on", "validation", "--n", "40", "--methods", "int8-static-fused",
+                 "int8-static-fused-float-tail"])
+
+    assert code == 0
+    rows = json.loads((tmp_path / "compare" / "quantizations-validation.json").read_text())
+    assert [r["quantization"] for r in rows] == ["int8-static-fused", "int8-static-fused-float-tail"]
+    assert all(0 <= r["agreement"] <= 1 for r in rows)
+    assert not (tmp_path / "compare" / "quantizations.json").exists()
