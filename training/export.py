@@ -40,10 +40,6 @@ QUANTIZATIONS = {
     "int8-static-fused": "int8-dynamic-embeddings with every activation scale fixed by calibration (MinMax over training "
                          "texts, one tweet at a time): the same fused uint8 x int8 MatMulIntegerToFloat kernels, "
                          "batch-independent, served in batches",
-    "int8-static-fused-float-tail": "int8-static-fused, but the weight MatMuls that run once per tweet whatever its "
-                                    "length (the CLS-only last layer's query, attention output and feed-forward) "
-                                    "compute in float32 from int8 weights (8-bit, per channel): int8 compute saves no "
-                                    "time there and its rounding of activations reaches the logits undamped",
 }
 DEFAULT_QUANTIZATION = "int8-static-fused"
 OPTIMIZED_ATOL = 1e-4
@@ -206,19 +202,15 @@ def quantize(onnx_path: str | Path, out_path: str | Path, method: str = DEFAULT_
         return _quantize_embeddings(_quantize_weights_only(onnx_path, out_path))
     if method.startswith("int8-static") and (not calibration_texts or tokenizer_file is None):
         raise ValueError(f"{method} needs calibration_texts and tokenizer_file: pass a few hundred training texts")
-    if method.startswith("int8-dynamic") or method.startswith("int8-static-fused"):
+    if method.startswith("int8-dynamic") or method == "int8-static-fused":
         ops = ["MatMul", "Attention"] + ([] if method == "int8-dynamic" else ["Gather"])
-        keep_float = per_tweet_matmuls(onnx_path) if method.endswith("-float-tail") else []
         # 7-bit weights (reduce_range): on CPUs without VNNI (AVX2, AVX-512 before Cascade Lake) onnxruntime's
         # u8 x s8 kernel adds pairs of products in int16, which full-range weights overflow; measured on an AVX2-only
         # EPYC, the tiny test model agreed with float32 on 15-39% of tweets without it.
         quantize_dynamic(onnx_path, out_path, op_types_to_quantize=ops, per_channel=True, reduce_range=True,
-                         weight_type=QuantType.QInt8, nodes_to_exclude=keep_float,
-                         extra_options={"MatMulConstBOnly": True})
-        if method.startswith("int8-static-fused"):
+                         weight_type=QuantType.QInt8, extra_options={"MatMulConstBOnly": True})
+        if method == "int8-static-fused":
             fix_activation_scales(out_path, Path(tokenizer_file), calibration_texts, max_length)
-        if keep_float:
-            _quantize_weights_only(out_path, out_path, only=keep_float)
         return out_path
     prepped = out_path.with_suffix(".prep.onnx")
     quant_pre_process(str(onnx_path), str(prepped), skip_optimization=True, skip_symbolic_shape=True)
@@ -234,38 +226,6 @@ def quantize(onnx_path: str | Path, out_path: str | Path, method: str = DEFAULT_
     if method == "int8-static":
         _quantize_embeddings(out_path)
     return out_path
-
-
-def per_tweet_matmuls(onnx_path: str | Path) -> list[str]:
-    """Names of the weight MatMuls whose work does not grow with the tweet's length: run the graph on one tweet of
-    5 and one of 11 tokens and keep the MatMuls whose output shape is the same for both. In the CLS-only graph
-    those are the last layer's [CLS] path and the head; in a full graph, the pooler and the head."""
-    import onnx
-    import onnxruntime as ort
-    from onnx import helper
-
-    model = onnx.load(str(onnx_path))
-    weights = {i.name for i in model.graph.initializer}
-    matmuls = [n for n in model.graph.node if n.op_type == "MatMul" and n.input[1] in weights]
-    unnamed = [n for n in matmuls if not n.name]
-    if unnamed:
-        raise ExportError(f"{onnx_path}: {len(unnamed)} weight MatMuls have no name, so none can be kept in float32")
-    known = {o.name for o in model.graph.output}
-    model.graph.output.extend([helper.make_empty_tensor_value_info(n.output[0]) for n in matmuls
-                               if n.output[0] not in known])
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    names = [o.name for o in session.get_outputs()]
-
-    def shapes(length: int) -> dict[str, tuple]:
-        feeds = {}
-        for tensor in session.get_inputs():
-            dtype = np.int32 if "int32" in tensor.type else np.int64
-            fill = 0 if "token_type" in tensor.name else 1
-            feeds[tensor.name] = np.full((1, length), fill, dtype=dtype)
-        return {name: value.shape for name, value in zip(names, session.run(None, feeds))}
-
-    short, long = shapes(5), shapes(11)
-    return [n.name for n in matmuls if short[n.output[0]] == long[n.output[0]]]
 
 
 def fix_activation_scales(onnx_path: Path, tokenizer_file: Path, calibration_texts: Sequence[str], max_length: int) -> Path:
@@ -393,10 +353,9 @@ def _quantize_embeddings(onnx_path: Path, min_rows: int = 1024) -> Path:
     return onnx_path
 
 
-def _quantize_weights_only(onnx_path: Path, out_path: Path, only: Sequence[str] | None = None) -> Path:
+def _quantize_weights_only(onnx_path: Path, out_path: Path) -> Path:
     """int8 per-output-channel MatMul weights with a DequantizeLinear in front: a quarter of the size, float compute,
-    so scores are exactly as batch-independent as the float32 graph. `only`: the names of the MatMuls to treat
-    (default every MatMul with a weight)."""
+    so scores are exactly as batch-independent as the float32 graph."""
     import onnx
     from onnx import helper, numpy_helper
 
@@ -405,8 +364,7 @@ def _quantize_weights_only(onnx_path: Path, out_path: Path, only: Sequence[str] 
     inits = {i.name: i for i in graph.initializer}
     new_nodes, replaced = [], set()
     for node in graph.node:
-        if (node.op_type == "MatMul" and node.input[1] in inits and node.input[1] not in replaced
-                and (only is None or node.name in only)):
+        if node.op_type == "MatMul" and node.input[1] in inits and node.input[1] not in replaced:
             name = node.input[1]
             w = numpy_helper.to_array(inits[name]).astype(np.float32)
             if w.ndim == 2:

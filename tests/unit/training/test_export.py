@@ -10,7 +10,7 @@ import onnx
 import pytest
 
 from training.export import (DEFAULT_QUANTIZATION, ParityError, _graph_feeds, _quantize_embeddings, batch_independence,
-                             check_parity, op_counts, per_tweet_matmuls, plain_export, quantize, run_graph, serving_logits, torch_logits)
+                             check_parity, op_counts, plain_export, quantize, run_graph, serving_logits, torch_logits)
 from tweetmood.classifier import Classifier, sha256_file
 
 from conftest import LABELS, build_tiny_checkpoint
@@ -77,30 +77,6 @@ def test_calibrated_int8_fixes_every_activation_scale_and_keeps_the_fused_int8_k
     assert ops["DynamicQuantizeLinear"] == 0 and ops["MatMulInteger"] == 0 and ops["QuantizeLinear"] > 0
     assert ops["MatMulIntegerToFloat"] >= _weight_matmuls(plain_export(work))
     assert json.loads((serving / "model.json").read_text())["execution"] == "batched"
-
-
-def test_the_matmuls_that_run_once_per_tweet_are_the_cls_path_of_the_last_layer(tiny_export):
-    work, _ = tiny_export
-    # the last layer's query, attention output and feed-forward in and out; its keys and values (every position) and
-    # all of the first layer grow with the tweet; the pooler and the head are Gemms, which are never quantized
-    assert len(per_tweet_matmuls(work / "model-cls-only.onnx")) == 4
-    assert per_tweet_matmuls(plain_export(work)) == []
-
-
-def test_float_tail_int8_keeps_the_per_tweet_matmuls_float_and_scores_closer_to_float32(tiny_export, tiny_serving,
-                                                                                        tiny_splits, tiny_checkpoint):
-    work, _ = tiny_export
-    tail = tiny_serving("int8-static-fused-float-tail")
-    ops = op_counts(tail / "model.onnx")
-    assert ops["MatMul"] >= 4 and ops["DynamicQuantizeLinear"] == 0 and ops["MatMulIntegerToFloat"] > 0
-    assert ops["DequantizeLinear"] >= 4  # the tail's weights are stored in int8 too: the file stays as small
-    fused = tiny_serving("int8-static-fused") / "model.onnx"
-    assert (tail / "model.onnx").stat().st_size <= 1.05 * fused.stat().st_size
-    texts = [e.text for e in tiny_splits.test] + RAW_TWEETS
-    reference = torch_logits(tiny_checkpoint, texts, 64)
-    error = {q: np.abs(serving_logits(Classifier.from_dir(tiny_serving(q), threads=1), texts) - reference).mean()
-             for q in ("int8-static-fused", "int8-static-fused-float-tail")}
-    assert error["int8-static-fused-float-tail"] < error["int8-static-fused"]
 
 
 def test_calibrated_int8_refuses_to_run_without_calibration_texts(tiny_export, tmp_path):

@@ -77,10 +77,10 @@ def test_quantizations_can_be_compared_on_held_out_training_data_instead_of_test
 
     code = main(["compare-quantizations", "--data-dir", str(data), "--output-dir", str(tmp_path), "--checkpoint",
                  str(tiny_checkpoint), "--on", "validation", "--n", "40", "--methods", "int8-static-fused",
-                 "int8-static-fused-float-tail"])
+                 "int8-dynamic-embeddings"])
 
     assert code == 0
     rows = json.loads((tmp_path / "compare" / "quantizations-validation.json").read_text())
-    assert [r["quantization"] for r in rows] == ["int8-static-fused", "int8-static-fused-float-tail"]
+    assert [r["quantization"] for r in rows] == ["int8-static-fused", "int8-dynamic-embeddings"]
     assert all(0 <= r["agreement"] <= 1 for r in rows)
     assert not (tmp_path / "compare" / "quantizations.json").exists()
