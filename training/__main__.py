@@ -208,19 +208,16 @@ def _baselines(splits: Splits, out: Path, raw_test) -> dict:
 
 
 def train_teacher(base: str, teacher_args: str, data_dir: str | None, output_dir: Path,
-                  real_tweets_dir: str | None) -> dict:
-    """Fine-tune `base` (resolved, and installed when missing, by training.bases) as the teacher; its own float32
-    numbers (test, E-c dev, time, device) are what the transformer's metrics.json says."""
+                  real_tweets_dir: str | None) -> Path:
+    """Fine-tune `base` (resolved, and installed when missing, by training.bases) as the teacher; returns its
+    checkpoint. Its own numbers (test, E-c dev, time, device) are in `output_dir/metrics.json`, as for any run."""
     from training.bases import resolve_base
 
     folder = resolve_base(base, install=True)
     log.info("teacher: fine-tuning %s (%s) with %r", base, folder, teacher_args)
-    args, _, result = _transformer(["--base-model", str(folder), *shlex.split(teacher_args)], data_dir, output_dir,
-                                   real_tweets_dir)
-    run = _run_metrics(Path(result.checkpoint_dir))
-    return {"base": base, "args": teacher_args, "checkpoint": str(result.checkpoint_dir),
-            "train_time_s": result.train_time_s, "device": result.device,
-            **{key: run.get(key) for key in ("test", "ec_dev", "selection") if run.get(key) is not None}}
+    _, _, result = _transformer(["--base-model", str(folder), *shlex.split(teacher_args)], data_dir, output_dir,
+                                real_tweets_dir)
+    return Path(result.checkpoint_dir)
 
 
 def with_teacher(argv: Sequence[str], checkpoint: str) -> list[str]:
@@ -241,10 +238,9 @@ def run_all(ns: argparse.Namespace, transformer_argv: Sequence[str]) -> int:
     from training.report import table_row, write_training_doc
 
     out = Path(ns.output_dir)
-    teacher = None
     if ns.teacher_base:
         teacher = train_teacher(ns.teacher_base, ns.teacher_args, ns.data_dir, out / "teacher", ns.real_tweets_dir)
-        transformer_argv = with_teacher(transformer_argv, teacher["checkpoint"])
+        transformer_argv = with_teacher(transformer_argv, str(teacher))
     args, splits, result = _transformer(transformer_argv, ns.data_dir, out / "transformer", ns.real_tweets_dir)
     training = {"base model": args.base_model, "epochs run": result.epochs_run, "best epoch": result.best_epoch,
                 "learning rate": args.lr, "batch size": args.batch_size, "max length": args.max_length,
@@ -259,7 +255,7 @@ def run_all(ns: argparse.Namespace, transformer_argv: Sequence[str]) -> int:
     rows += [table_row("MiniLM-L6 fine-tuned, fp32 ONNX", exported["fp32"]),
              table_row(f"MiniLM-L6 fine-tuned, {ns.quantization} ONNX (shipped)", exported["int8"])]
     write_training_doc(ns.docs, rows)
-    (out / "results.json").write_text(json.dumps(rows + ([{"teacher": teacher}] if teacher else []), indent=2) + "\n")
+    (out / "results.json").write_text(json.dumps(rows, indent=2) + "\n")
     if ns.ship:
         ship(exported["int8_dir"])
     print(json.dumps({"results": rows, "serving_int8": str(exported["int8_dir"]), "docs": ns.docs,
@@ -369,20 +365,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             launch(ns)
             return 0
         if ns.command == "compare-quantizations":
+            from training.data import single_label
             from training.export import CALIBRATION_TEXTS, QUANTIZATIONS, compare_quantizations
             from training.report import quantization_table
-
-            from training.data import single_label
 
             # The same splits as `export`, so the calibration texts are the ones the shipped graph is built from.
             splits = load_splits(ns.data_dir, real_tweets_dir=resolve_real_tweets_dir(ns.real_tweets_dir, ns.data_dir))
             checkpoint = Path(ns.checkpoint)
             labels, max_length, _ = _checkpoint_settings(checkpoint, splits.labels)
             held_out = splits.val + single_label(splits.extra_val.get("ec-val", []))
-            test = (splits.test if ns.on == "test" else held_out)[: ns.n]
-            rows = compare_quantizations(checkpoint, Path(ns.output_dir) / "compare", labels, [e.text for e in test],
+            compared = (splits.test if ns.on == "test" else held_out)[: ns.n]
+            rows = compare_quantizations(checkpoint, Path(ns.output_dir) / "compare", labels, [e.text for e in compared],
                                          [e.text for e in splits.train[:CALIBRATION_TEXTS]], ns.methods or list(QUANTIZATIONS),
-                                         max_length, true_labels=[e.label for e in test])
+                                         max_length, true_labels=[e.label for e in compared])
             name = "quantizations.json" if ns.on == "test" else "quantizations-validation.json"
             (Path(ns.output_dir) / "compare" / name).write_text(json.dumps(rows, indent=2) + "\n")
             print(quantization_table(rows))

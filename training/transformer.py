@@ -272,6 +272,11 @@ def _forward_inputs(model: torch.nn.Module) -> set[str]:
     return set(inspect.signature(model.forward).parameters)
 
 
+def resolve_bf16(bf16: bool | None, device: torch.device) -> bool:
+    """The --bf16 setting for `device`: as given, or (None) on for cuda devices that support it, off otherwise."""
+    return bf16 if bf16 is not None else (device.type == "cuda" and torch.cuda.is_bf16_supported())
+
+
 def _autocast(device: torch.device, bf16: bool):
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16)
 
@@ -418,8 +423,7 @@ def teacher_logits(checkpoint: Path, texts: Sequence[str], labels: Sequence[str]
                    bf16: bool | None = None) -> np.ndarray:
     """One teacher's logits for `texts`, columns in `labels` order; cached on disk by checkpoint, texts and precision.
     `bf16`: autocast a checkpoint teacher to bfloat16 (None = on cuda devices that support it)."""
-    if bf16 is None:
-        bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    bf16 = resolve_bf16(bf16, device)
     key = hashlib.sha256()
     key.update(str(checkpoint.resolve()).encode())
     weights = checkpoint / "model.safetensors"
@@ -483,7 +487,7 @@ def train_transformer(args: TransformerArgs, splits: Splits) -> TransformerResul
     started = time.perf_counter()
     set_seed(args.seed)
     device = resolve_device(args.device)
-    bf16 = args.bf16 if args.bf16 is not None else (device.type == "cuda" and torch.cuda.is_bf16_supported())
+    bf16 = resolve_bf16(args.bf16, device)
     if device.type == "cpu":
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
         torch.set_num_threads(args.cpu_threads or cores or 1)

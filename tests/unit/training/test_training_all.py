@@ -52,10 +52,10 @@ def test_one_command_can_train_the_teacher_first_and_distil_it_into_the_student(
                  "--progress", "false"])
 
     assert code == 0
-    teacher = json.loads((out / "results.json").read_text())[-1]["teacher"]
-    assert teacher["checkpoint"] == str(out / "teacher" / "checkpoint") and teacher["test"]["accuracy"] is not None
+    teacher = json.loads((out / "teacher" / "metrics.json").read_text())
+    assert teacher["args"]["base_model"] == str(tiny_checkpoint) and teacher["test"]["accuracy"] is not None
     student = json.loads((out / "transformer" / "metrics.json").read_text())
-    assert student["args"]["teachers"] == teacher["checkpoint"]
+    assert student["args"]["teachers"] == str(out / "teacher" / "checkpoint")
 
 
 def test_a_trained_teacher_joins_the_teachers_already_given():
