@@ -1,0 +1,84 @@
+"""Model soup: runs that share a base and a seed are averaged, kept only when the selection score does not drop."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from conftest import build_tiny_checkpoint  # noqa: E402
+from training.soup import greedy_soup, main  # noqa: E402
+from training.transformer import TransformerArgs, _load, train_transformer  # noqa: E402
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture(scope="module")
+def runs(tiny_splits, tmp_path_factory):
+    """Three short fine-tunes of one tiny base with one seed (different learning rates), and one with another seed."""
+    root = tmp_path_factory.mktemp("soup-runs")
+    base = build_tiny_checkpoint(root / "base", tiny_splits, seed=3, steps=0)
+    made = {}
+    for name, lr, seed in [("a", 3e-3, 13), ("b", 2e-3, 13), ("c", 1e-3, 13), ("other-seed", 3e-3, 14)]:
+        args = TransformerArgs(base_model=str(base), output_dir=str(root / "sweep" / name), lr=lr, epochs=1,
+                               batch_size=16, patience=0, device="cpu", cpu_threads=1, progress=False, seed=seed)
+        made[name] = train_transformer(args, tiny_splits).output_dir
+    return made
+
+
+def _weights(checkpoint) -> dict[str, torch.Tensor]:
+    _, model = _load(str(checkpoint), ["sadness", "joy", "love", "anger", "fear", "surprise"])
+    return {k: v.float() for k, v in model.state_dict().items()}
+
+
+def test_the_soup_checkpoint_is_the_mean_of_the_runs_it_kept(runs, tiny_splits, tmp_path):
+    result = greedy_soup([runs["a"], runs["b"], runs["c"]], tiny_splits, tmp_path / "soup", device="cpu")
+
+    metrics = json.loads(result.metrics_path.read_text())
+    members = metrics["soup_members"]
+    assert metrics["model"] == "transformer-soup" and members and set(members) <= {"a", "b", "c"}
+    soup, kept = _weights(result.checkpoint_dir), [_weights(runs[m] / "checkpoint") for m in members]
+    name = "classifier.weight"
+    torch.testing.assert_close(soup[name], sum(w[name] for w in kept) / len(kept))
+    assert (result.checkpoint_dir / "tweetmood_training.json").is_file()
+    assert metrics["test"]["n"] == len(tiny_splits.test)
+
+
+def test_the_soup_never_scores_below_its_best_run_on_the_selection_score(runs, tiny_splits, tmp_path):
+    result = greedy_soup([runs["a"], runs["b"], runs["c"]], tiny_splits, tmp_path / "soup", device="cpu")
+
+    best_single = max(json.loads((runs[n] / "metrics.json").read_text())["selection"] for n in "abc")
+    metrics = json.loads(result.metrics_path.read_text())
+    assert metrics["selection"] >= best_single
+    assert [h["soup"] for h in metrics["soup_history"]][:3] == ["greedy"] * 3
+
+
+def test_a_run_with_another_seed_is_left_out_of_the_soup(runs, tiny_splits, tmp_path):
+    result = greedy_soup([runs["a"], runs["other-seed"]], tiny_splits, tmp_path / "soup", device="cpu")
+
+    metrics = json.loads(result.metrics_path.read_text())
+    assert len(metrics["soup_members"]) == 1
+    assert [h["member"] for h in metrics["soup_history"]] == metrics["soup_members"]
+
+
+def test_the_command_line_takes_single_runs_or_a_sweep_directory(runs, tiny_splits, tmp_path, monkeypatch, capsys):
+    import training.soup as soup_module
+
+    monkeypatch.setattr(soup_module, "load_splits", lambda *args, **kwargs: tiny_splits)
+    assert main(["--runs", str(runs["a"]), str(runs["b"]), "--real-tweets-dir", "none",
+                 "--output-dir", str(tmp_path / "two")]) == 0
+    assert set(json.loads(capsys.readouterr().out)["members"]) <= {"a", "b"}
+
+    assert soup_module._run_dirs([runs["a"].parent]) == sorted(runs.values())
+    assert main(["--runs", str(runs["a"].parent), "--real-tweets-dir", "none", "--output-dir", str(tmp_path / "all")]) == 0
+    assert "other-seed" not in json.loads(capsys.readouterr().out)["members"]
+
+
+def test_no_finished_runs_is_an_error_that_names_the_directory(tmp_path):
+    from training.soup import _run_dirs
+
+    with pytest.raises(RuntimeError, match=str(tmp_path)):
+        _run_dirs([tmp_path])
