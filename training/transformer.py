@@ -121,6 +121,10 @@ class TransformerArgs:
     """With teachers: loss = alpha * distillation loss + (1 - alpha) * label cross-entropy."""
     distill_temperature: float = 2.0
     """With teachers: softmax temperature of teachers and student in the distillation loss."""
+    fake_quant: bool = False
+    """Quantization-aware fine-tuning (training/qat.py): embedding tables and Linear layers compute through the
+    rounding of the served int8 graph (input ranges from the first 512 training texts, as export calibrates);
+    validation selects on that behaviour; the checkpoint stays float. For a short pass over a fine-tuned base."""
     raw_test_seed: int = RAW_TEST_SEED
     """Seed of rawify for the raw test set (7 = the same file `python -m training.rawify` writes by default)."""
     progress: bool = True
@@ -525,6 +529,14 @@ def train_transformer(args: TransformerArgs, splits: Splits) -> TransformerResul
 
     weights = class_weights(y_train, len(labels), args.class_weights)
     weights = weights.to(device) if weights is not None else None
+    if args.fake_quant:
+        from training.export import CALIBRATION_TEXTS
+        from training.qat import install_fake_quant
+
+        calibration_ids = encode(tokenizer, [preprocess(e.text) for e in splits.train[:CALIBRATION_TEXTS]],
+                                 args.max_length)
+        install_fake_quant(model, ({k: v.to(device) for k, v in collate([(ids, 0)], pad_id, with_token_types).items()
+                                    if k != "labels"} for ids in calibration_ids))
     steps_per_epoch = math.ceil(len(train) / args.batch_size)
     total_steps = steps_per_epoch * args.epochs
     optimizer = torch.optim.AdamW(parameter_groups(model, args.lr, args.weight_decay, args.llrd), lr=args.lr)
@@ -614,6 +626,10 @@ def train_transformer(args: TransformerArgs, splits: Splits) -> TransformerResul
             break
 
     model.load_state_dict(best["state"])
+    if args.fake_quant:
+        from training.qat import remove_fake_quant
+
+        remove_fake_quant(model)  # test is scored, and the checkpoint saved, as the float model export reads
     train_time = time.perf_counter() - started
     test_report = _evaluate(model, encode(tokenizer, [preprocess(e.text) for e in splits.test], args.max_length),
                             y_test, labels, **eval_kw)
