@@ -50,10 +50,31 @@ def _candidates(paths: Sequence[Path]) -> list[dict]:
     return sorted(found, key=lambda c: c["key"], reverse=True)
 
 
+def pretrained_base(base_model: str) -> str:
+    """The pretrained encoder a run started from, following runs that started from another run's checkpoint (a
+    quantization-aware pass over a student, say) back through that run's metrics.json."""
+    seen = set()
+    while base_model not in seen:
+        seen.add(base_model)
+        metrics = Path(base_model).parent / "metrics.json"
+        if Path(base_model).name != "checkpoint" or not metrics.is_file():
+            break
+        base_model = json.loads(metrics.read_text()).get("args", {}).get("base_model", base_model)
+    return base_model
+
+
+def _architecture(run: Path) -> tuple:
+    config = json.loads((run / "checkpoint" / "config.json").read_text())
+    return tuple(config.get(k) for k in ("model_type", "num_hidden_layers", "hidden_size", "num_labels"))
+
+
 def _compatible(first: dict, other: dict) -> bool:
-    """Averaging needs one architecture and one basin: same base, depth, seed (so same data order) and text path."""
+    """Averaging needs one architecture and one basin: the same pretrained base and shape, the same seed (so the same
+    data order) and text path."""
     a, b = first["metrics"]["args"], other["metrics"]["args"]
-    return all(a.get(k) == b.get(k) for k in ("base_model", "num_layers", "seed", "preprocess", "max_length"))
+    return (pretrained_base(a["base_model"]) == pretrained_base(b["base_model"])
+            and _architecture(first["dir"]) == _architecture(other["dir"])
+            and all(a.get(k) == b.get(k) for k in ("seed", "preprocess", "max_length")))
 
 
 def greedy_soup(runs: Sequence[Path] | Path, splits: Splits, output_dir: Path, device: str = "auto",

@@ -82,3 +82,28 @@ def test_no_finished_runs_is_an_error_that_names_the_directory(tmp_path):
 
     with pytest.raises(RuntimeError, match=str(tmp_path)):
         _run_dirs([tmp_path])
+
+
+def test_a_run_that_started_from_another_runs_checkpoint_shares_its_pretrained_base(runs, tiny_splits, tmp_path):
+    from training.soup import pretrained_base
+
+    args = TransformerArgs(base_model=str(runs["a"] / "checkpoint"), output_dir=str(tmp_path / "again"), lr=1e-3,
+                           epochs=1, batch_size=16, patience=0, device="cpu", cpu_threads=1, progress=False, seed=13)
+    again = train_transformer(args, tiny_splits).output_dir
+    base = json.loads((runs["a"] / "metrics.json").read_text())["args"]["base_model"]
+    assert pretrained_base(str(runs["a"] / "checkpoint")) == base
+
+    result = greedy_soup([runs["b"], again], tiny_splits, tmp_path / "soup", device="cpu")
+    history = json.loads(result.metrics_path.read_text())["soup_history"]
+    assert {h["member"] for h in history} == {"b", "again"}
+
+
+def test_a_shallower_run_of_the_same_base_is_left_out(runs, tiny_splits, tmp_path):
+    base = json.loads((runs["a"] / "metrics.json").read_text())["args"]["base_model"]
+    args = TransformerArgs(base_model=base, output_dir=str(tmp_path / "one-layer"), lr=3e-3, epochs=1, batch_size=16,
+                           patience=0, device="cpu", cpu_threads=1, progress=False, seed=13, num_layers=1)
+    shallow = train_transformer(args, tiny_splits).output_dir
+
+    result = greedy_soup([runs["a"], runs["b"], shallow], tiny_splits, tmp_path / "soup", device="cpu")
+    scored = {h.get("member") for h in json.loads(result.metrics_path.read_text())["soup_history"]}
+    assert scored in ({"a", "b"}, {"one-layer"})  # whichever depth ranks first, the other is never averaged in
