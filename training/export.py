@@ -228,6 +228,14 @@ def quantize(onnx_path: str | Path, out_path: str | Path, method: str = DEFAULT_
     return out_path
 
 
+def uint8_qparams(low: float, high: float) -> tuple[float, int]:
+    """uint8 scale and zero point for a tensor seen within [low, high] (the range is widened to hold 0, so zero padding
+    is exact): what calibration fixes for every quantized input, and what training.qat rounds to."""
+    low, high = min(low, 0.0), max(high, 0.0)
+    scale = max(high - low, 1e-8) / 255.0
+    return scale, int(np.clip(round(-low / scale), 0, 255))
+
+
 def fix_activation_scales(onnx_path: Path, tokenizer_file: Path, calibration_texts: Sequence[str], max_length: int) -> Path:
     """Turn a dynamic int8 graph (in place) into one whose activation scales are constants: run it on the calibration
     texts one tweet per call (no padding in the ranges), keep each quantized tensor's widest range (MinMax), replace
@@ -263,8 +271,7 @@ def fix_activation_scales(onnx_path: Path, tokenizer_file: Path, calibration_tex
         low, high = np.minimum(low, -zero * scale), np.maximum(high, (255 - zero) * scale)
 
     for node, lo, hi in zip(dynamic, low, high):
-        scale = max(hi - lo, 1e-8) / 255.0
-        zero = int(np.clip(round(-lo / scale), 0, 255))
+        scale, zero = uint8_qparams(lo, hi)
         model.graph.initializer.extend([numpy_helper.from_array(np.array(scale, np.float32), node.output[1]),
                                         numpy_helper.from_array(np.array(zero, np.uint8), node.output[2])])
     static = {id(n): helper.make_node("QuantizeLinear", [n.input[0], n.output[1], n.output[2]], [n.output[0]],

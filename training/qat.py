@@ -17,19 +17,14 @@ from typing import Iterable
 
 import torch
 
+from training.export import uint8_qparams
+
 log = logging.getLogger(__name__)
 
 WEIGHT_QMIN, WEIGHT_QMAX = -64, 64
 """Symmetric reduced-range int8 weights, scale absmax / 64: what onnxruntime's quantize_dynamic(reduce_range=True,
 weight_type=QInt8) writes (checked against an exported graph's scales)."""
 ACT_QMIN, ACT_QMAX = 0, 255
-
-
-def activation_qparams(low: float, high: float) -> tuple[float, int]:
-    """uint8 scale and zero point for a tensor seen within [low, high], as export fixes them (the range includes 0)."""
-    low, high = min(low, 0.0), max(high, 0.0)
-    scale = max(high - low, 1e-8) / 255.0
-    return scale, int(min(max(round(-low / scale), ACT_QMIN), ACT_QMAX))
 
 
 def fake_quant_weight(weight: torch.Tensor) -> torch.Tensor:
@@ -43,7 +38,7 @@ def fake_quant_weight(weight: torch.Tensor) -> torch.Tensor:
 def fake_quant_table(table: torch.Tensor) -> torch.Tensor:
     """One uint8 scale and zero point for a whole embedding table (onnxruntime's Gather quantization)."""
     t = table.float()
-    scale, zero = activation_qparams(float(t.detach().min()), float(t.detach().max()))
+    scale, zero = uint8_qparams(float(t.detach().min()), float(t.detach().max()))
     return torch.fake_quantize_per_tensor_affine(t, scale, zero, ACT_QMIN, ACT_QMAX)
 
 
@@ -109,9 +104,9 @@ def install_fake_quant(model: torch.nn.Module, calibration_batches: Iterable[dic
     layers = linear_layers(model)
     ranges = input_ranges(model, batches)
     for name, module in layers.items():
-        module.forward = _FakeQuantLinear(module, *activation_qparams(*ranges[name]))
+        module.forward = _FakeQuantLinear(module, *uint8_qparams(*ranges[name]))
     for name, (low, high) in input_ranges(model, batches).items():
-        layers[name].forward.scale, layers[name].forward.zero = activation_qparams(low, high)
+        layers[name].forward.scale, layers[name].forward.zero = uint8_qparams(low, high)
     log.info("fake int8 rounding on %d Linear layers and the embedding tables", len(layers))
     return len(layers)
 

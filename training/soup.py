@@ -1,4 +1,4 @@
-"""Model soup: average the weights of fine-tuned runs that share a base, kept only while the selection score improves.
+"""Model soup: average the weights of fine-tuned runs that share a base, kept while the selection score does not drop.
 
 Runs fine-tuned from the same pretrained encoder with the same seed sit in one basin, so their
 averaged weights score like an ensemble at the cost of one model (Wortsman et al., 2022,

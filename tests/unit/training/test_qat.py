@@ -11,7 +11,8 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from conftest import LABELS, build_tiny_checkpoint  # noqa: E402
-from training.qat import (WEIGHT_QMAX, WEIGHT_QMIN, activation_qparams, fake_quant_weight, install_fake_quant,  # noqa: E402
+from training.export import uint8_qparams  # noqa: E402
+from training.qat import (WEIGHT_QMAX, WEIGHT_QMIN, fake_quant_weight, install_fake_quant,  # noqa: E402
                           remove_fake_quant)
 from training.transformer import TransformerArgs, _load, collate, encode, train_transformer  # noqa: E402
 
@@ -33,9 +34,9 @@ def _one_text_batches(tokenizer, texts):
 
 
 def test_activation_ranges_become_the_uint8_scale_and_zero_point_export_fixes():
-    scale, zero = activation_qparams(-1.0, 3.0)
+    scale, zero = uint8_qparams(-1.0, 3.0)
     assert scale == pytest.approx(4.0 / 255) and zero == round(1.0 / scale)
-    scale, zero = activation_qparams(0.5, 2.0)  # the range always holds 0, so zero pads exactly
+    scale, zero = uint8_qparams(0.5, 2.0)  # the range always holds 0, so zero pads exactly
     assert scale == pytest.approx(2.0 / 255) and zero == 0
 
 
