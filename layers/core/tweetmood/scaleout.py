@@ -25,7 +25,7 @@ from tweetmood.manifest import COMPLETE, FAILED, OutputManifest, utc_now
 from tweetmood.readers import ChunkStart, ReadState, byte_order_mark, gunzip, input_format, read_chunks, read_records, \
     records_from_bytes
 from tweetmood.batching import WINDOW_BATCHES
-from tweetmood.records import FileError, Record
+from tweetmood.records import FileError
 from tweetmood.scoring import ordered_labels, score_items
 from tweetmood.settings import Settings
 from tweetmood.writers import CONTENT_TYPES
@@ -133,17 +133,15 @@ def _cut_rows(data: Iterable[bytes], key: str, settings: Settings, base: dict, s
     so the scores are the same to the last digit (batch neighbours move them by ~1e-7 through padding)."""
     state = ReadState()
     items: list[dict] = []
-    start, first_line, rows, last_end, records = 0, 1, 0, 0, 0
+    start, first_line, rows, last_end, total = 0, 1, 0, 0, 0
     window = settings.batch_size * WINDOW_BATCHES
     error = None
     try:
-        for row in records_from_bytes(data, key, settings, state=state):
+        for _ in records_from_bytes(data, key, settings, state=state):
             rows += 1
+            total += 1
             last_end = state.end + shift
-            if not isinstance(row, Record):
-                continue
-            records += 1
-            if records % window == 0 and (rows >= settings.chunk_rows or last_end - start >= settings.chunk_bytes):
+            if total % window == 0 and (rows >= settings.chunk_rows or last_end - start >= settings.chunk_bytes):
                 items.append(_item(base, len(items), start, last_end, first_line, rows, header=state.header))
                 start, first_line, rows = last_end, state.lines + 1, 0
     except FileError as exc:

@@ -31,7 +31,24 @@ def test_batches_are_length_sorted_inside_the_window_and_output_keeps_input_orde
     assert all(p[0] == len(item.text) for item, p in out if isinstance(item, Record))
     assert all(b == sorted(b) for b in batches) and max(len(b) for b in batches) == 8
     assert sum(len(b) for b in batches) == 50
-    assert len(batches) == 7  # windows of 16 records: 16+16+16+2 -> 2+2+2+1 batches
+    assert len(batches) == 7  # windows of 16 rows: 15 records + the rejected one, 16, 16, 3 -> 2+2+2+1 batches
+
+
+def test_a_file_of_rejected_rows_streams_through_a_bounded_window_instead_of_piling_up():
+    consumed = 0
+
+    def rows():
+        nonlocal consumed
+        for i in range(100_000):
+            consumed += 1
+            yield Rejected(i + 1, "empty_text", "m")
+        yield Record(100_001, "finally a tweet")
+
+    out = scored_in_order(rows(), lambda texts: np.zeros((len(texts), 2), dtype=np.float32), batch_size=8,
+                          window_batches=2)
+    first, _ = next(out)
+    assert first.line == 1 and consumed <= 16
+    assert sum(1 for _ in out) == 100_000
 
 
 def test_batches_follow_the_lengths_the_caller_passes_not_the_characters():
