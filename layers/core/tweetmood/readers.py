@@ -344,6 +344,15 @@ def _read_txt(lines: Iterable[bytes | None], name: str, settings: Settings, firs
             yield _check_text(text, n, name, settings) or Record(n, text)
 
 
+def _json_kind(value: object) -> str:
+    """What a parsed JSON value is, in JSON's words: "a number", "an array", ..."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return {list: "an array", dict: "an object", str: "a string"}.get(type(value), "a JSON value")
+
+
 def _read_jsonl(lines: Iterable[bytes | None], name: str, settings: Settings, first_line: int = 1) -> Iterator[Item]:
     field = settings.text_column or "text"
     for n, raw in enumerate(lines, first_line):
@@ -367,7 +376,7 @@ def _read_jsonl(lines: Iterable[bytes | None], name: str, settings: Settings, fi
             yield Rejected(
                 n,
                 rc.NOT_AN_OBJECT,
-                f'line {n} of {name} is a JSON {type(obj).__name__}, not an object; write {{"{field}": "…"}} on each line',
+                f'line {n} of {name} is {_json_kind(obj)}, not an object; write {{"{field}": "…"}} on each line',
             )
             continue
         text = obj.get(field)
@@ -378,7 +387,7 @@ def _read_jsonl(lines: Iterable[bytes | None], name: str, settings: Settings, fi
             yield Rejected(
                 n,
                 rc.TEXT_NOT_A_STRING,
-                f'line {n} of {name}: "{field}" is a {type(text).__name__}, not a string; write the tweet as a JSON string',
+                f'line {n} of {name}: "{field}" is {_json_kind(text)}, not a string; write the tweet as a JSON string',
             )
             continue
         ident = obj.get("id")

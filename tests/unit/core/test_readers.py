@@ -228,6 +228,8 @@ def test_jsonl_broken_non_object_and_missing_text_lines_are_error_rows():
         (7, rc.EMPTY_TEXT),
     ]
     assert all("of x.jsonl" in i.message for i in items if isinstance(i, Rejected))
+    messages = {i.line: i.message for i in items if isinstance(i, Rejected)}
+    assert "is an array, not an object" in messages[3] and '"text" is a number, not a string' in messages[5]
 
 
 def test_jsonl_text_field_can_be_named_in_settings():
