@@ -25,6 +25,7 @@ CHUNK = 1 << 16
 RATIO_GRACE_BYTES = 1 << 20
 FORMATS = {".txt": "txt", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 TEXT_COLUMNS = ("text", "tweet", "content")
+CSV_DELIMITERS = (",", ";", "\t", "|")
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _EOL = re.compile(rb"\r\n|\r|\n")
@@ -58,6 +59,8 @@ class ChunkStart(NamedTuple):
     """The bytes are a gunzipped copy of a .gz input: do not gunzip them again."""
     file_start: bool = True
     """The bytes begin at the start of the file (a byte-order mark is looked for only there)."""
+    delimiter: str = ","
+    """For CSV chunks after the first: the field separator found in the file's header line."""
 
 
 class ReadState:
@@ -68,6 +71,7 @@ class ReadState:
         self.end = 0
         self.lines = 0
         self.header: list[str] | None = None
+        self.delimiter = ","
 
 
 def read_records(
@@ -404,25 +408,43 @@ def _csv_text_lines(lines: Iterable[bytes | None]) -> Iterator[str]:
         yield _TOO_LONG + "\n" if raw is None else raw.decode("utf-8", "surrogateescape") + "\n"
 
 
+def sniff_delimiter(header_line: str, wanted: Iterable[str]) -> str:
+    """The separator of a CSV file, from its header line: a comma unless only a semicolon, tab or bar splits the
+    header into a column named as the text column (exports in locales that write decimal commas use `;`)."""
+    for delimiter in CSV_DELIMITERS:
+        try:
+            columns = next(csv.reader([header_line], delimiter=delimiter))
+        except (StopIteration, csv.Error):
+            continue
+        if any(c.strip().lower() in wanted for c in columns):
+            return delimiter
+    return ","
+
+
 def _read_csv(
     lines: Iterable[bytes | None], name: str, settings: Settings, at: ChunkStart, state: ReadState | None
 ) -> Iterator[Item]:
-    reader = csv.reader(_csv_text_lines(lines), strict=True)
-    header = at.header
+    wanted = (settings.text_column.lower(),) if settings.text_column else TEXT_COLUMNS
+    text_lines = _csv_text_lines(lines)
+    header, delimiter = at.header, at.delimiter
+    if header is None:
+        first = next(text_lines, "")
+        delimiter = sniff_delimiter(first, wanted)
+        text_lines = chain([first], text_lines)
+    reader = csv.reader(text_lines, strict=True, delimiter=delimiter)
     if header is None:
         try:
             header = next(reader)
         except (StopIteration, csv.Error):
             header = []
     if state is not None:
-        state.header = header
+        state.header, state.delimiter = header, delimiter
     if not header or any(_TOO_LONG in h or _SURROGATE.search(h) for h in header):
         raise FileError(
             f"{name}: the first line must be a CSV header naming the columns (text, tweet or content; optional id)",
             "missing_header",
         )
     columns = [h.strip().lower() for h in header]
-    wanted = (settings.text_column.lower(),) if settings.text_column else TEXT_COLUMNS
     text_at = next((columns.index(c) for c in wanted if c in columns), None)
     if text_at is None:
         hint = f"TEXT_COLUMN={settings.text_column!r} is not among them" if settings.text_column else (

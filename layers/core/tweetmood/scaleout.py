@@ -142,23 +142,25 @@ def _cut_rows(data: Iterable[bytes], key: str, settings: Settings, base: dict, s
             total += 1
             last_end = state.end + shift
             if total % window == 0 and (rows >= settings.chunk_rows or last_end - start >= settings.chunk_bytes):
-                items.append(_item(base, len(items), start, last_end, first_line, rows, header=state.header))
+                items.append(_item(base, len(items), start, last_end, first_line, rows, header=state.header,
+                                   delimiter=state.delimiter))
                 start, first_line, rows = last_end, state.lines + 1, 0
     except FileError as exc:
         error = {"reason": exc.reason, "code": exc.code}
     if rows or error or not items:
         # Without an error the end is fixed by the caller to the size read; trailing bytes belong to the last chunk.
         items.append(_item(base, len(items), start, last_end, first_line, rows, header=state.header,
-                           file_error=error))
+                           delimiter=state.delimiter, file_error=error))
     return items
 
 
 def _item(base: dict, index: int, start: int, end: int | None, first_line: int, rows: int | None, *,
-          header: list[str] | None = None, file_error: dict | None = None) -> dict:
+          header: list[str] | None = None, delimiter: str = ",", file_error: dict | None = None) -> dict:
     csv_later = base["format"] == "csv" and index > 0
     return {
         **base, "index": index, "start": start, "end": end, "first_line": first_line, "rows": rows,
-        "header": header if csv_later else None, "file_error": file_error,
+        "header": header if csv_later else None, "delimiter": delimiter if csv_later else None,
+        "file_error": file_error,
     }
 
 
@@ -217,7 +219,8 @@ def score_chunk(storage: Any, classifier: Any, settings: Settings, item: dict) -
         rows = iter(())
     else:
         body = storage.get_range(bucket, item["source_key"], item["start"], item["end"], item.get("etag"))
-        at = ChunkStart(item["first_line"], item["header"], decompressed=True, file_start=item["start"] == 0)
+        at = ChunkStart(item["first_line"], item["header"], decompressed=True, file_start=item["start"] == 0,
+                        delimiter=item.get("delimiter") or ",")
         rows = read_records(body, key, settings, at=at)
     sink = storage.sink(bucket, keys.part_key_in(staging, index), CONTENT_TYPES[settings.output_format])
     try:

@@ -152,6 +152,17 @@ def test_csv_text_column_can_be_named_in_settings():
     assert record.text == "the tweet" and record.id is None
 
 
+@pytest.mark.parametrize("sep", [b";", b"\t", b"|"])
+def test_csv_separated_by_semicolons_tabs_or_bars_is_read_when_its_header_names_the_text_column(sep):
+    data = sep.join([b"id", b"text"]) + b"\n" + sep.join([b"7", b'"hi, there"']) + b"\n" + sep.join([b"8", b"yo"])
+    assert read(data, name="in.csv") == [Record(2, "hi, there", "7"), Record(3, "yo", "8")]
+
+
+def test_a_comma_separated_header_wins_over_a_semicolon_inside_a_column_name():
+    (record,) = read(b"id;no,text\n1,hello; world\n", name="in.csv")
+    assert record == Record(2, "hello; world", None)
+
+
 def test_csv_without_a_text_column_fails_naming_the_header():
     _, failure = read_until_failure(b"author,date\nann,2024\n", "in.csv")
     assert failure.code == "missing_text_column"

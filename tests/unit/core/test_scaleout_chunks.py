@@ -92,6 +92,13 @@ def test_chunks_never_cut_a_csv_record_with_quoted_line_breaks(tmp_path, tiny_cl
     assert (tmp_path / "chunked" / "out").read_text().count("line,id,text,label") == 1
 
 
+def test_later_chunks_of_a_semicolon_separated_csv_keep_its_separator(tmp_path, tiny_classifier):
+    data = "\n".join(["id;text"] + [f'{i};"{t}; with a semicolon"' for i, t in enumerate(tweets(300))]).encode()
+    serial, items = assert_chunked_equals_serial(tmp_path, "t.csv", data, tiny_classifier)
+    assert serial.rows_scored == 300
+    assert all(item["delimiter"] == ";" and item["header"] == ["id", "text"] for item in items[1:])
+
+
 def test_a_file_with_bad_rows_is_chunked_like_the_serial_run(tmp_path, tiny_classifier):
     lines = [t.encode() for t in tweets(500)]
     lines[5] = b"bad \xff bytes"
