@@ -56,6 +56,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "teacher, then distil it into the transformer: its checkpoint joins --teachers")
     p.add_argument("--teacher-args", default="",
                    help="options of the teacher's fine-tune, as one string (e.g. \"--bf16 true --epochs 1 --lr 4e-5\")")
+    p.add_argument("--member", action="append", default=[], metavar="ARGS",
+                   help="train a soup member with these transformer options on top of the shared ones (repeat it: "
+                        "--member \"--teacher-sources ec\" --member \"--distill-alpha 0.3\"); the student is then the "
+                        "model soup of the members (training/soup.py), chosen on held-out data")
+    p.add_argument("--member-qat", default=None, metavar="ARGS",
+                   help="first give each member a quantization-aware pass taught by its own float scores (the shared "
+                        "options, then --fake-quant true --teacher-sources all --distill-alpha 1.0 "
+                        "--distill-temperature 1, then these, e.g. \"--epochs 1 --lr 2e-5\")")
     p.add_argument("--docs", default=str(DOCS_PATH), help="where the results table goes (default docs/training.md)")
 
     p = sub.add_parser("transformer", help="fine-tune the transformer (options of training.transformer)", add_help=False)
@@ -233,6 +241,33 @@ def with_teacher(argv: Sequence[str], checkpoint: str) -> list[str]:
     return [*argv, "--teachers", checkpoint]
 
 
+SELF_TAUGHT_QAT = ("--fake-quant", "true", "--teacher-sources", "all", "--distill-alpha", "1.0",
+                   "--distill-temperature", "1")
+
+
+def train_soup(members: Sequence[str], member_qat: str | None, transformer_argv: Sequence[str],
+               data_dir: str | None, out: Path, real_tweets_dir: str | None):
+    """Train one run per member (the shared options, then the member's), optionally give each a quantization-aware
+    pass taught by its own float scores, then average them (`training.soup.greedy_soup`, selected on held-out data)
+    into `out/transformer`. Returns (first member's args, splits, the soup's result)."""
+    from training.soup import greedy_soup
+
+    runs, first = [], None
+    for i, extra in enumerate(members, 1):
+        args, splits, result = _transformer([*transformer_argv, *shlex.split(extra)], data_dir,
+                                            out / "members" / f"m{i}", real_tweets_dir)
+        first = first or args
+        checkpoint = str(result.checkpoint_dir)
+        if member_qat is not None:
+            log.info("member %d: quantization-aware pass taught by its own scores (%s)", i, member_qat)
+            _, _, result = _transformer([*transformer_argv, "--base-model", checkpoint, "--teachers", checkpoint,
+                                         *SELF_TAUGHT_QAT, *shlex.split(member_qat)], data_dir,
+                                        out / "members" / f"m{i}-qat", real_tweets_dir)
+        runs.append(Path(result.checkpoint_dir).parent)
+    result = greedy_soup(runs, splits, out / "transformer")
+    return first, splits, result
+
+
 def run_all(ns: argparse.Namespace, transformer_argv: Sequence[str]) -> int:
     from training.rawify import RAW_TEST_SEED, rawify_examples
     from training.report import table_row, write_training_doc
@@ -241,11 +276,21 @@ def run_all(ns: argparse.Namespace, transformer_argv: Sequence[str]) -> int:
     if ns.teacher_base:
         teacher = train_teacher(ns.teacher_base, ns.teacher_args, ns.data_dir, out / "teacher", ns.real_tweets_dir)
         transformer_argv = with_teacher(transformer_argv, str(teacher))
-    args, splits, result = _transformer(transformer_argv, ns.data_dir, out / "transformer", ns.real_tweets_dir)
+    if ns.member:
+        args, splits, result = train_soup(ns.member, ns.member_qat, transformer_argv, ns.data_dir, out,
+                                          ns.real_tweets_dir)
+    else:
+        args, splits, result = _transformer(transformer_argv, ns.data_dir, out / "transformer", ns.real_tweets_dir)
     training = {"base model": args.base_model, "epochs run": result.epochs_run, "best epoch": result.best_epoch,
                 "learning rate": args.lr, "batch size": args.batch_size, "max length": args.max_length,
                 "augmentation (raw-tweet) probability": args.augment_prob, "seed": args.seed,
                 "device": result.device, "train time": f"{result.train_time_s:.0f} s"}
+    if ns.member:
+        soup = json.loads(Path(result.metrics_path).read_text())
+        training["model soup"] = (f"average of {', '.join(soup['soup_members'])} out of {len(ns.member)} members "
+                                  f"({'; '.join(ns.member)}), selection {soup['selection']}"
+                                  + (f"; each after a quantization-aware pass ({ns.member_qat})" if ns.member_qat
+                                     is not None else ""))
     exported = export_and_gate(result.checkpoint_dir, splits, out, ns.quantization, ns.name,
                                result.train_time_s, result.device, training)
     rows = []

@@ -58,6 +58,34 @@ def test_one_command_can_train_the_teacher_first_and_distil_it_into_the_student(
     assert student["args"]["teachers"] == str(out / "teacher" / "checkpoint")
 
 
+def test_one_command_can_make_the_student_a_soup_of_members_each_taught_through_the_int8_rounding(
+        tmp_path, tiny_splits, tiny_checkpoint):
+    from training.__main__ import main
+
+    data = tmp_path / "data"
+    data.mkdir()
+    _write(data / "train.txt", tiny_splits.train)
+    _write(data / "test.txt", tiny_splits.test)
+    out = tmp_path / "run"
+
+    code = main(["all", "--data-dir", str(data), "--output-dir", str(out), "--docs", str(tmp_path / "training.md"),
+                 "--skip-baselines", "--quantization", "fp32", "--base-model", str(tiny_checkpoint), "--epochs", "1",
+                 "--lr", "1e-3", "--batch-size", "16", "--progress", "false",
+                 "--member", "--label-smoothing 0.0", "--member", "--label-smoothing 0.1",
+                 "--member-qat", "--lr 1e-4"])
+
+    assert code == 0
+    members = [json.loads((out / "members" / m / "metrics.json").read_text()) for m in ("m1", "m2")]
+    assert [m["args"]["label_smoothing"] for m in members] == [0.0, 0.1]
+    qat = [json.loads((out / "members" / f"{m}-qat" / "metrics.json").read_text())["args"] for m in ("m1", "m2")]
+    assert [a["base_model"] for a in qat] == [str(out / "members" / m / "checkpoint") for m in ("m1", "m2")]
+    assert all(a["fake_quant"] and a["teachers"] == a["base_model"] and a["distill_alpha"] == 1.0 and a["lr"] == 1e-4
+               for a in qat)
+    soup = json.loads((out / "transformer" / "metrics.json").read_text())
+    assert soup["model"] == "transformer-soup" and set(soup["soup_members"]) <= {"m1-qat", "m2-qat"}
+    assert "- model soup: average of " in (out / "serving-int8" / "README.md").read_text()
+
+
 def test_a_trained_teacher_joins_the_teachers_already_given():
     from training.__main__ import with_teacher
 
