@@ -203,6 +203,7 @@ def write_calibration(model_dir: str | Path, field: dict) -> Path:
     meta = read_model_meta(Path(model_dir))
     meta["calibration"] = field
     fd, tmp = tempfile.mkstemp(prefix=".model.json.", dir=meta_path.parent)
+    os.fchmod(fd, 0o644)  # mkstemp's 0600 would leave model.json unreadable inside a Lambda layer
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write(json.dumps(meta, indent=2) + "\n")
     os.replace(tmp, meta_path)

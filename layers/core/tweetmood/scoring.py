@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -15,6 +14,7 @@ from tweetmood.manifest import COMPLETE, FAILED, OutputManifest, utc_now
 from tweetmood.readers import ChunkStart, read_records
 from tweetmood.records import FileError, Record, Rejected
 from tweetmood.settings import Settings
+from tweetmood.storage import temp_beside
 from tweetmood.writers import make_writer
 
 RemainingMs = Callable[[], int]
@@ -171,7 +171,7 @@ def score_file(
     path, output = Path(path), Path(output)
     check_local_output(path, output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=".tweetmood-", dir=output.parent)
+    fd, tmp_name = temp_beside(output)
     try:
         with os.fdopen(fd, "wb") as sink, open(path, "rb") as stream:
             manifest = score_stream(stream, str(path), classifier, settings, sink, on_row=on_row)

@@ -28,6 +28,14 @@ MAX_PARTS = 10_000
 _CONFLICTS = ("PreconditionFailed", "ConditionalRequestConflict", "412", "409")
 
 
+def temp_beside(path: Path) -> tuple[int, str]:
+    """A temporary file in `path`'s folder, to be renamed over `path`: mkstemp's, but readable by others like any
+    file written under the usual umask (mkstemp makes 0600, which a Lambda layer or a teammate could not read)."""
+    fd, name = tempfile.mkstemp(prefix=".tweetmood-", dir=path.parent)
+    os.fchmod(fd, 0o644)
+    return fd, name
+
+
 class ObjectGone(Exception):
     """The object named by an event no longer exists (deleted or renamed before it was scored)."""
 
@@ -332,7 +340,7 @@ class LocalStorage:
         if if_none_match and path.exists():
             return None
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tweetmood-", dir=path.parent)
+        fd, tmp = temp_beside(path)
         with os.fdopen(fd, "wb") as out:
             if isinstance(body, (bytes, bytearray)):
                 out.write(body)
@@ -348,7 +356,7 @@ class LocalStorage:
                     sizes: list[int] | None = None) -> str:
         path = self._path(bucket, key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tweetmood-", dir=path.parent)
+        fd, tmp = temp_beside(path)
         try:
             with os.fdopen(fd, "wb") as out:
                 for source in sources:
@@ -380,7 +388,7 @@ class LocalSink(io.RawIOBase):
         super().__init__()
         self._path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, self._tmp = tempfile.mkstemp(prefix=".tweetmood-", dir=path.parent)
+        fd, self._tmp = temp_beside(path)
         self._file = os.fdopen(fd, "wb")
 
     def writable(self) -> bool:

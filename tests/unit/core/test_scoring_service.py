@@ -127,6 +127,7 @@ def test_score_file_writes_the_output_then_its_manifest(tiny_classifier, tmp_pat
     stored = OutputManifest.from_json((tmp_path / "out" / "in.jsonl.scored.jsonl.manifest.json").read_bytes())
     assert stored == manifest and stored.rows_read == 2 == stored.rows_scored + stored.rows_rejected
     assert [p.name for p in output.parent.iterdir() if p.name.startswith(".tweetmood-")] == []
+    assert {oct(p.stat().st_mode & 0o777) for p in output.parent.iterdir()} == {"0o644"}  # not mkstemp's 0600
 
 
 def test_a_failed_local_file_leaves_no_output_only_a_failed_manifest(tiny_classifier, tmp_path):

@@ -150,6 +150,7 @@ def test_calibrating_again_fits_the_raw_logits_not_the_calibrated_scores(model_d
     first = calibrate_model_dir(model_dir, TWEETS, labels, fitted_on="x", threads=1)["calibration"]
     again = calibrate_model_dir(model_dir, TWEETS, labels, fitted_on="x", threads=1)["calibration"]
     assert again == first
+    assert (model_dir / "model.json").stat().st_mode & 0o777 == 0o644  # readable inside a Lambda layer
 
 
 def test_served_logits_come_back_in_input_order_from_the_cores_sorted_batches(tiny_classifier):
