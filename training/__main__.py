@@ -111,7 +111,14 @@ def _checkpoint_settings(checkpoint: Path, labels: list[str]) -> tuple[list[str]
                           "only tweet-v1 normalization; retrain with --preprocess normalize")
     config = json.loads((checkpoint / "config.json").read_text()) if (checkpoint / "config.json").is_file() else {}
     base = config.get("_name_or_path") or _run_metrics(checkpoint).get("args", {}).get("base_model")
-    return list(info.get("labels") or labels), int(info.get("max_length", 64)), describe_base(base)
+    return list(info.get("labels") or labels), int(info.get("max_length", 64)), describe_base(pretrained_base(base))
+
+
+def pretrained_base(base: str | None) -> str | None:
+    """The pretrained encoder behind a run that started from another run's checkpoint (training.soup's rule)."""
+    from training.soup import pretrained_base as follow
+
+    return follow(base) if base else base
 
 
 def describe_base(name: str | None) -> str | None:
@@ -277,20 +284,10 @@ def run_all(ns: argparse.Namespace, transformer_argv: Sequence[str]) -> int:
         teacher = train_teacher(ns.teacher_base, ns.teacher_args, ns.data_dir, out / "teacher", ns.real_tweets_dir)
         transformer_argv = with_teacher(transformer_argv, str(teacher))
     if ns.member:
-        args, splits, result = train_soup(ns.member, ns.member_qat, transformer_argv, ns.data_dir, out,
-                                          ns.real_tweets_dir)
+        _, splits, result = train_soup(ns.member, ns.member_qat, transformer_argv, ns.data_dir, out, ns.real_tweets_dir)
     else:
-        args, splits, result = _transformer(transformer_argv, ns.data_dir, out / "transformer", ns.real_tweets_dir)
-    training = {"base model": args.base_model, "epochs run": result.epochs_run, "best epoch": result.best_epoch,
-                "learning rate": args.lr, "batch size": args.batch_size, "max length": args.max_length,
-                "augmentation (raw-tweet) probability": args.augment_prob, "seed": args.seed,
-                "device": result.device, "train time": f"{result.train_time_s:.0f} s"}
-    if ns.member:
-        soup = json.loads(Path(result.metrics_path).read_text())
-        training["model soup"] = (f"average of {', '.join(soup['soup_members'])} out of {len(ns.member)} members "
-                                  f"({'; '.join(ns.member)}), selection {soup['selection']}"
-                                  + (f"; each after a quantization-aware pass ({ns.member_qat})" if ns.member_qat
-                                     is not None else ""))
+        _, splits, result = _transformer(transformer_argv, ns.data_dir, out / "transformer", ns.real_tweets_dir)
+    training = training_card(json.loads(Path(result.metrics_path).read_text()))
     exported = export_and_gate(result.checkpoint_dir, splits, out, ns.quantization, ns.name,
                                result.train_time_s, result.device, training)
     rows = []
@@ -314,12 +311,28 @@ def _run_metrics(checkpoint: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+def _recipe(run: dict) -> str:
+    """How one run was taught, following a quantization-aware pass back to the run it started from."""
+    a = run.get("args", {})
+    teachers = [t for t in (a.get("teachers") or "").split(",") if t]
+    sources = a.get("teacher_sources", "emotion")
+    taught = (f"also trained on the averaged probabilities of {len(teachers)} teacher(s) ({', '.join(teachers)}) on "
+              f"{'all' if sources == 'all' else 'the ' + sources} rows (KL at temperature {a.get('distill_temperature')}, weight "
+              f"{a.get('distill_alpha')}; training/transformer.py)") if teachers else "labels only"
+    if not a.get("fake_quant"):
+        return f"{taught}, {run.get('epochs_run')} epochs, lr {a.get('lr')}"
+    parent = _run_metrics(Path(a.get("base_model", "")))
+    return (f"{_recipe(parent) if parent else a.get('base_model')}, then {run.get('epochs_run')} epoch(s) at lr "
+            f"{a.get('lr')} through the served int8 rounding (--fake-quant, training/qat.py), "
+            + ("taught by its own float scores" if teachers == [a.get("base_model")] else taught))
+
+
 def training_card(run: dict) -> dict:
     """The model card's training lines from a run's metrics.json."""
     if not run:
         return {}
     a, val = run.get("args", {}), run.get("val") or {}
-    card = {"base model": describe_base(a.get("base_model")),
+    card = {"base model": describe_base(pretrained_base(a.get("base_model"))),
             "hyperparameters": f"lr {a.get('lr')}, batch {a.get('batch_size')}, max length {a.get('max_length')}, "
                                f"label smoothing {a.get('label_smoothing')}, class weights {a.get('class_weights')}, "
                                f"rawify augmentation p={a.get('augment_prob')}, warmup {a.get('warmup_ratio')}, "
@@ -329,16 +342,23 @@ def training_card(run: dict) -> dict:
             "device": f"{run.get('device')}, {run.get('train_time_s')} s",
             "validation": f"accuracy {val.get('accuracy', float('nan')):.4f}, macro-F1 {val.get('macro_f1', float('nan')):.4f} "
                           f"({val.get('n', '?')} tweets carved from train)"}
-    if a.get("teachers"):
-        teachers = [t for t in a["teachers"].split(",") if t]
-        card["distillation"] = (f"also trained on the averaged probabilities of {len(teachers)} teacher(s) "
-                                f"({', '.join(teachers)}) on the {a.get('teacher_sources', 'emotion')} rows "
-                                f"(KL at temperature {a.get('distill_temperature')}, weight {a.get('distill_alpha')}; "
-                                "training/transformer.py)")
+    if run.get("model") == "transformer-soup":
+        # The first member's own lr, epochs and time would misdescribe the average: each member's are listed below.
+        card["hyperparameters"] = card["hyperparameters"].split(", ", 1)[1].split(", early stopping")[0] + \
+            " (shared by the members)"
+        card["device"] = f"{run.get('device')}; each member's time is in its metrics.json"
+        del card["epochs"]
+        members = run.get("soup_member_runs") or []
+        card["model soup"] = (f"the weight average of {len(members)} runs (training/soup.py), kept on the selection "
+                              f"score {run.get('selection')}: " + "; ".join(
+                                  f"{Path(m).name}: {_recipe(_run_metrics(Path(m) / 'checkpoint'))}" for m in members))
+    elif a.get("teachers"):
+        card["distillation"] = _recipe(run)
     if run.get("ec_dev"):
-        card["real tweets"] = (f"SemEval-2018 E-c train rows weighted {a.get('real_tweet_weight', 1.0)}x; epoch chosen by "
+        chosen, at = ("soup's members kept", "of the soup") if "model soup" in card else ("epoch chosen", "at that epoch")
+        card["real tweets"] = (f"SemEval-2018 E-c train rows weighted {a.get('real_tweet_weight', 1.0)}x; {chosen} by "
                                f"the mean of emotion-validation macro-F1 and held-out E-c accuracy ({run.get('selection')}); "
-                               f"E-c dev at that epoch: accuracy {run['ec_dev']['accuracy']:.4f}, macro-F1 "
+                               f"E-c dev {at}: accuracy {run['ec_dev']['accuracy']:.4f}, macro-F1 "
                                f"{run['ec_dev']['macro_f1']:.4f} (float32, never selected on)")
     return card
 

@@ -149,6 +149,7 @@ def greedy_soup(runs: Sequence[Path] | Path, splits: Splits, output_dir: Path, d
                     train_time, device_name(dev), first["metrics"]["n_train"])
     m = json.loads(result.metrics_path.read_text())
     m.update(model="transformer-soup", soup_members=members, soup_history=history,
+             soup_member_runs=[str(c["dir"]) for c in pool if c["name"] in members],
              soup_time_s=round(time.perf_counter() - started, 1),
              train_time_note="train_time_s sums the member runs")
     result.metrics_path.write_text(json.dumps(m, indent=2) + "\n")

@@ -83,7 +83,9 @@ def test_one_command_can_make_the_student_a_soup_of_members_each_taught_through_
                for a in qat)
     soup = json.loads((out / "transformer" / "metrics.json").read_text())
     assert soup["model"] == "transformer-soup" and set(soup["soup_members"]) <= {"m1-qat", "m2-qat"}
-    assert "- model soup: average of " in (out / "serving-int8" / "README.md").read_text()
+    card = (out / "serving-int8" / "README.md").read_text()
+    assert "- model soup: the weight average of " in card and "through the served int8 rounding" in card
+    assert f"- base model: {tiny_checkpoint}" in card  # the pretrained encoder, not a member's checkpoint
 
 
 def test_a_trained_teacher_joins_the_teachers_already_given():
