@@ -26,6 +26,7 @@ RATIO_GRACE_BYTES = 1 << 20
 FORMATS = {".txt": "txt", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 TEXT_COLUMNS = ("text", "tweet", "content")
 CSV_DELIMITERS = (",", ";", "\t", "|")
+SEPARATOR_NAMES = {",": "commas", ";": "semicolons", "\t": "tabs", "|": "bars (|)"}
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _EOL = re.compile(rb"\r\n|\r|\n")
@@ -482,13 +483,15 @@ def _read_csv(
             yield Rejected(
                 start,
                 rc.MALFORMED_CSV,
-                f"line {start} of {name} is not valid CSV ({exc}); quote fields that hold commas, quotes or line breaks",
+                f"line {start} of {name} is not valid CSV ({exc}); quote fields that hold {SEPARATOR_NAMES[delimiter]}, "
+                "quotes or line breaks",
             )
             continue
-        yield _csv_row(row, start, name, settings, width, text_at, id_at)
+        yield _csv_row(row, start, name, settings, width, text_at, id_at, delimiter)
 
 
-def _csv_row(row: list[str], n: int, name: str, settings: Settings, width: int, text_at: int, id_at: int | None) -> Item:
+def _csv_row(row: list[str], n: int, name: str, settings: Settings, width: int, text_at: int, id_at: int | None,
+             delimiter: str = ",") -> Item:
     if not row or row == [""]:
         return _check_text("", n, name, settings)
     if any(_TOO_LONG in f for f in row):
@@ -500,7 +503,7 @@ def _csv_row(row: list[str], n: int, name: str, settings: Settings, width: int, 
             n,
             rc.MALFORMED_CSV,
             f"line {n} of {name} has {len(row)} fields but the header has {width}; "
-            "quote fields that contain commas",
+            f"quote fields that contain {SEPARATOR_NAMES[delimiter]}",
         )
     ident = row[id_at] if id_at is not None else None
     return _check_text(row[text_at], n, name, settings) or Record(n, row[text_at], ident)

@@ -158,6 +158,12 @@ def test_csv_separated_by_semicolons_tabs_or_bars_is_read_when_its_header_names_
     assert read(data, name="in.csv") == [Record(2, "hi, there", "7"), Record(3, "yo", "8")]
 
 
+def test_a_ragged_row_of_a_semicolon_separated_csv_is_told_to_quote_its_semicolons():
+    (rejected,) = read(b"id;text\n1;hi there; friend\n", name="in.csv")
+    assert rejected.error == "malformed_csv" and "has 3 fields but the header has 2" in rejected.message
+    assert rejected.message.endswith("quote fields that contain semicolons")
+
+
 def test_a_comma_separated_header_wins_over_a_semicolon_inside_a_column_name():
     (record,) = read(b"id;no,text\n1,hello; world\n", name="in.csv")
     assert record == Record(2, "hello; world", None)
