@@ -9,17 +9,19 @@ import pytest
 pytestmark = pytest.mark.integration
 
 
-def _write(path, examples) -> None:
-    path.write_text("".join(f"{e.text};{e.label}\n" for e in examples), encoding="utf-8")
+@pytest.fixture
+def data(tmp_path, tiny_splits):
+    """The tiny splits written as a data directory (`text;label` lines), as `--data-dir` reads it."""
+    folder = tmp_path / "data"
+    folder.mkdir()
+    for name, examples in (("train.txt", tiny_splits.train), ("test.txt", tiny_splits.test)):
+        (folder / name).write_text("".join(f"{e.text};{e.label}\n" for e in examples), encoding="utf-8")
+    return folder
 
 
-def test_one_command_trains_all_three_models_gates_and_reports(tmp_path, tiny_splits, tiny_checkpoint):
+def test_one_command_trains_all_three_models_gates_and_reports(data, tmp_path, tiny_splits, tiny_checkpoint):
     from training.__main__ import main
 
-    data = tmp_path / "data"
-    data.mkdir()
-    _write(data / "train.txt", tiny_splits.train)
-    _write(data / "test.txt", tiny_splits.test)
     out, docs = tmp_path / "run", tmp_path / "training.md"
 
     code = main(["all", "--data-dir", str(data), "--output-dir", str(out), "--docs", str(docs),
@@ -36,13 +38,9 @@ def test_one_command_trains_all_three_models_gates_and_reports(tmp_path, tiny_sp
     assert "BiLSTM" in docs.read_text()
 
 
-def test_one_command_can_train_the_teacher_first_and_distil_it_into_the_student(tmp_path, tiny_splits, tiny_checkpoint):
+def test_one_command_can_train_the_teacher_first_and_distil_it_into_the_student(data, tmp_path, tiny_checkpoint):
     from training.__main__ import main
 
-    data = tmp_path / "data"
-    data.mkdir()
-    _write(data / "train.txt", tiny_splits.train)
-    _write(data / "test.txt", tiny_splits.test)
     out = tmp_path / "run"
 
     code = main(["all", "--data-dir", str(data), "--output-dir", str(out), "--docs", str(tmp_path / "training.md"),
@@ -59,13 +57,9 @@ def test_one_command_can_train_the_teacher_first_and_distil_it_into_the_student(
 
 
 def test_one_command_can_make_the_student_a_soup_of_members_each_taught_through_the_int8_rounding(
-        tmp_path, tiny_splits, tiny_checkpoint):
+        data, tmp_path, tiny_checkpoint):
     from training.__main__ import main
 
-    data = tmp_path / "data"
-    data.mkdir()
-    _write(data / "train.txt", tiny_splits.train)
-    _write(data / "test.txt", tiny_splits.test)
     out = tmp_path / "run"
 
     code = main(["all", "--data-dir", str(data), "--output-dir", str(out), "--docs", str(tmp_path / "training.md"),
@@ -96,14 +90,10 @@ def test_a_trained_teacher_joins_the_teachers_already_given():
     assert with_teacher(["--teachers=a"], "t/ckpt") == ["--teachers=a,t/ckpt"]
 
 
-def test_quantizations_can_be_compared_on_held_out_training_data_instead_of_test(tmp_path, tiny_splits, tiny_checkpoint,
+def test_quantizations_can_be_compared_on_held_out_training_data_instead_of_test(data, tmp_path, tiny_checkpoint,
                                                                                  capsys):
     from training.__main__ import main
 
-    data = tmp_path / "data"
-    data.mkdir()
-    _write(data / "train.txt", tiny_splits.train)
-    _write(data / "test.txt", tiny_splits.test)
 
     code = main(["compare-quantizations", "--data-dir", str(data), "--output-dir", str(tmp_path), "--checkpoint",
                  str(tiny_checkpoint), "--on", "validation", "--n", "40", "--methods", "int8-static-fused",
