@@ -256,14 +256,13 @@ def train_soup(members: Sequence[str], member_qat: str | None, transformer_argv:
                data_dir: str | None, out: Path, real_tweets_dir: str | None):
     """Train one run per member (the shared options, then the member's), optionally give each a quantization-aware
     pass taught by its own float scores, then average them (`training.soup.greedy_soup`, selected on held-out data)
-    into `out/transformer`. Returns (first member's args, splits, the soup's result)."""
+    into `out/transformer`. Returns (splits, the soup's result)."""
     from training.soup import greedy_soup
 
-    runs, first = [], None
+    runs = []
     for i, extra in enumerate(members, 1):
-        args, splits, result = _transformer([*transformer_argv, *shlex.split(extra)], data_dir,
-                                            out / "members" / f"m{i}", real_tweets_dir)
-        first = first or args
+        _, splits, result = _transformer([*transformer_argv, *shlex.split(extra)], data_dir,
+                                         out / "members" / f"m{i}", real_tweets_dir)
         checkpoint = str(result.checkpoint_dir)
         if member_qat is not None:
             log.info("member %d: quantization-aware pass taught by its own scores (%s)", i, member_qat)
@@ -271,8 +270,7 @@ def train_soup(members: Sequence[str], member_qat: str | None, transformer_argv:
                                          *SELF_TAUGHT_QAT, *shlex.split(member_qat)], data_dir,
                                         out / "members" / f"m{i}-qat", real_tweets_dir)
         runs.append(Path(result.checkpoint_dir).parent)
-    result = greedy_soup(runs, splits, out / "transformer")
-    return first, splits, result
+    return splits, greedy_soup(runs, splits, out / "transformer")
 
 
 def run_all(ns: argparse.Namespace, transformer_argv: Sequence[str]) -> int:
@@ -284,7 +282,7 @@ def run_all(ns: argparse.Namespace, transformer_argv: Sequence[str]) -> int:
         teacher = train_teacher(ns.teacher_base, ns.teacher_args, ns.data_dir, out / "teacher", ns.real_tweets_dir)
         transformer_argv = with_teacher(transformer_argv, str(teacher))
     if ns.member:
-        _, splits, result = train_soup(ns.member, ns.member_qat, transformer_argv, ns.data_dir, out, ns.real_tweets_dir)
+        splits, result = train_soup(ns.member, ns.member_qat, transformer_argv, ns.data_dir, out, ns.real_tweets_dir)
     else:
         _, splits, result = _transformer(transformer_argv, ns.data_dir, out / "transformer", ns.real_tweets_dir)
     training = training_card(json.loads(Path(result.metrics_path).read_text()))
@@ -311,51 +309,59 @@ def _run_metrics(checkpoint: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def _recipe(run: dict) -> str:
-    """How one run was taught, following a quantization-aware pass back to the run it started from."""
-    a = run.get("args", {})
+def _taught(a: dict) -> str:
+    """What a run's teachers were and how they taught it (its args from metrics.json)."""
     teachers = [t for t in (a.get("teachers") or "").split(",") if t]
+    if not teachers:
+        return "labels only"
     sources = a.get("teacher_sources", "emotion")
-    taught = (f"also trained on the averaged probabilities of {len(teachers)} teacher(s) ({', '.join(teachers)}) on "
-              f"{'all' if sources == 'all' else 'the ' + sources} rows (KL at temperature {a.get('distill_temperature')}, weight "
-              f"{a.get('distill_alpha')}; training/transformer.py)") if teachers else "labels only"
+    return (f"also trained on the averaged probabilities of {len(teachers)} teacher(s) ({', '.join(teachers)}) on "
+            f"{'all' if sources == 'all' else 'the ' + sources} rows (KL at temperature {a.get('distill_temperature')}, "
+            f"weight {a.get('distill_alpha')}; training/transformer.py)")
+
+
+def _recipe(run: dict) -> str:
+    """How one soup member was trained, following a quantization-aware pass back to the run it started from."""
+    a = run.get("args", {})
     if not a.get("fake_quant"):
-        return f"{taught}, {run.get('epochs_run')} epochs, lr {a.get('lr')}"
+        return f"{_taught(a)}, {run.get('epochs_run')} epochs, lr {a.get('lr')}"
     parent = _run_metrics(Path(a.get("base_model", "")))
+    self_taught = a.get("teachers") == a.get("base_model")
     return (f"{_recipe(parent) if parent else a.get('base_model')}, then {run.get('epochs_run')} epoch(s) at lr "
             f"{a.get('lr')} through the served int8 rounding (--fake-quant, training/qat.py), "
-            + ("taught by its own float scores" if teachers == [a.get("base_model")] else taught))
+            + ("taught by its own float scores" if self_taught else _taught(a)))
 
 
 def training_card(run: dict) -> dict:
-    """The model card's training lines from a run's metrics.json."""
+    """The model card's training lines from a run's metrics.json. A soup's lr, epochs and time are its members'
+    (listed one by one), not the first member's."""
     if not run:
         return {}
     a, val = run.get("args", {}), run.get("val") or {}
-    card = {"base model": describe_base(pretrained_base(a.get("base_model"))),
-            "hyperparameters": f"lr {a.get('lr')}, batch {a.get('batch_size')}, max length {a.get('max_length')}, "
-                               f"label smoothing {a.get('label_smoothing')}, class weights {a.get('class_weights')}, "
-                               f"rawify augmentation p={a.get('augment_prob')}, warmup {a.get('warmup_ratio')}, "
-                               f"weight decay {a.get('weight_decay')}, seed {a.get('seed')}, early stopping on "
-                               f"validation macro-F1 (patience {a.get('patience')})",
-            "epochs": f"best epoch {run.get('best_epoch')} of {run.get('epochs_run')} run",
-            "device": f"{run.get('device')}, {run.get('train_time_s')} s",
-            "validation": f"accuracy {val.get('accuracy', float('nan')):.4f}, macro-F1 {val.get('macro_f1', float('nan')):.4f} "
-                          f"({val.get('n', '?')} tweets carved from train)"}
-    if run.get("model") == "transformer-soup":
-        # The first member's own lr, epochs and time would misdescribe the average: each member's are listed below.
-        card["hyperparameters"] = card["hyperparameters"].split(", ", 1)[1].split(", early stopping")[0] + \
-            " (shared by the members)"
+    soup = run.get("model") == "transformer-soup"
+    shared = (f"batch {a.get('batch_size')}, max length {a.get('max_length')}, label smoothing {a.get('label_smoothing')}, "
+              f"class weights {a.get('class_weights')}, rawify augmentation p={a.get('augment_prob')}, warmup "
+              f"{a.get('warmup_ratio')}, weight decay {a.get('weight_decay')}, seed {a.get('seed')}")
+    card = {"base model": describe_base(pretrained_base(a.get("base_model")))}
+    if soup:
+        card["hyperparameters"] = f"{shared} (shared by the members)"
         card["device"] = f"{run.get('device')}; each member's time is in its metrics.json"
-        del card["epochs"]
+    else:
+        card["hyperparameters"] = (f"lr {a.get('lr')}, {shared}, early stopping on validation macro-F1 "
+                                   f"(patience {a.get('patience')})")
+        card["epochs"] = f"best epoch {run.get('best_epoch')} of {run.get('epochs_run')} run"
+        card["device"] = f"{run.get('device')}, {run.get('train_time_s')} s"
+    card["validation"] = (f"accuracy {val.get('accuracy', float('nan')):.4f}, macro-F1 "
+                          f"{val.get('macro_f1', float('nan')):.4f} ({val.get('n', '?')} tweets carved from train)")
+    if soup:
         members = run.get("soup_member_runs") or []
         card["model soup"] = (f"the weight average of {len(members)} runs (training/soup.py), kept on the selection "
                               f"score {run.get('selection')}: " + "; ".join(
                                   f"{Path(m).name}: {_recipe(_run_metrics(Path(m) / 'checkpoint'))}" for m in members))
     elif a.get("teachers"):
-        card["distillation"] = _recipe(run)
+        card["distillation"] = _taught(a)
     if run.get("ec_dev"):
-        chosen, at = ("soup's members kept", "of the soup") if "model soup" in card else ("epoch chosen", "at that epoch")
+        chosen, at = ("soup's members kept", "of the soup") if soup else ("epoch chosen", "at that epoch")
         card["real tweets"] = (f"SemEval-2018 E-c train rows weighted {a.get('real_tweet_weight', 1.0)}x; {chosen} by "
                                f"the mean of emotion-validation macro-F1 and held-out E-c accuracy ({run.get('selection')}); "
                                f"E-c dev {at}: accuracy {run['ec_dev']['accuracy']:.4f}, macro-F1 "
