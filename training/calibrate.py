@@ -22,7 +22,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -33,6 +32,7 @@ from tweetmood.batching import scored_in_order
 from tweetmood.calibration import Calibration
 from tweetmood.classifier import Classifier, read_model_meta
 from tweetmood.records import Record
+from tweetmood.storage import temp_beside
 
 N_BINS = 15
 TEMPERATURE_BOUNDS = (0.05, 20.0)
@@ -202,8 +202,7 @@ def write_calibration(model_dir: str | Path, field: dict) -> Path:
     meta_path = Path(model_dir) / "model.json"
     meta = read_model_meta(Path(model_dir))
     meta["calibration"] = field
-    fd, tmp = tempfile.mkstemp(prefix=".model.json.", dir=meta_path.parent)
-    os.fchmod(fd, 0o644)  # mkstemp's 0600 would leave model.json unreadable inside a Lambda layer
+    fd, tmp = temp_beside(meta_path)  # 0644: a 0600 model.json would be unreadable inside a Lambda layer
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write(json.dumps(meta, indent=2) + "\n")
     os.replace(tmp, meta_path)
