@@ -91,7 +91,8 @@ queries: $(VENV)/.dev ## write template.yaml's Athena named queries from cli/twe
 # corpus + SemEval-2018 E-c real tweets (weighted 1.5x); an MPNet-base teacher fine-tuned first; three MiniLM-L6
 # members it teaches (on all rows at weight 0.3, on the E-c rows only, on all rows at 0.7), each then taught through
 # the int8 rounding by its own scores for one epoch; their soup, chosen on held-out data. bf16 needs a GPU or a CPU
-# with AMX to be fast; on other CPUs drop both --bf16 true. 2.5-3 h on a 2-core AMX Xeon.
+# with AMX to be fast; on other CPUs drop both --bf16 true. 2.5-3 h on a 2-core AMX Xeon, summed from
+# the steps' measured times (teacher 73 min, members to soup 75 min, baselines ~10 min); not timed as one run.
 TRAIN_RECIPE ?= --teacher-base mpnet-base \
 	--teacher-args="--bf16 true --epochs 3 --patience 2 --lr 4e-5 --real-tweet-weight 1.5" \
 	--bf16 true --real-tweet-weight 1.5 --epochs 3 --patience 2 --lr 1e-4 --name tweetmood-minilm-l6 \
