@@ -77,8 +77,12 @@ sam-build: $(TOOLS)/.ok ## sam build without a container (needs python3.12 on PA
 	echo "sam build with $$py"; \
 	PATH="$$(dirname "$$py"):$$PATH" SAM_CLI_TELEMETRY=0 $(TOOLS)/bin/sam build --region us-east-1
 
+# Models shipped before, measured beside the shipped one in the same run: the one issue 11 set the speed bar
+# against (8f880f9) and the one d45af0f4 replaced (3637ac0). Needs the git history (a clone, not an archive).
+BENCH_PREVIOUS ?= git:8f880f9:layers/model/model git:3637ac0:layers/model/model
+
 bench: $(VENV)/.dev ## speed, memory, cold start, accuracy and cost of every model; writes docs/benchmarks.md
-	$(BIN)/python -m benchmarks.run --data-dir $(DATA_DIR) $(BENCH_ARGS)
+	$(BIN)/python -m benchmarks.run --data-dir $(DATA_DIR) $(foreach m,$(BENCH_PREVIOUS),--previous $(m)) $(BENCH_ARGS)
 	$(MAKE) --no-print-directory bench-report
 
 bench-report: $(VENV)/.dev ## tweetmood report on a 1,000,000-row result file, one core; appends to docs/benchmarks.md

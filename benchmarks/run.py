@@ -249,7 +249,7 @@ def _checkpoint(explicit: str | None, workdir: Path) -> tuple[Path, bool]:
 
 
 def _fp32_serving(checkpoint: Path, trained: bool, workdir: Path) -> Path:
-    if trained and (ROOT / "runs/ship/serving-fp32/model.json").is_file():
+    if trained and checkpoint == ROOT / "runs/ship/checkpoint" and (ROOT / "runs/ship/serving-fp32/model.json").is_file():
         return ROOT / "runs/ship/serving-fp32"
     from training.export import export_serving_model
 
@@ -297,6 +297,16 @@ def _baseline_dirs() -> dict[str, Path]:
     return found
 
 
+def _previous_row(spec: str) -> dict:
+    """A model shipped before, as a row beside (d): a serving directory or `git:REV:PATH` (checked out from git)."""
+    from benchmarks.compare_models import model_dir
+
+    path = model_dir(spec)
+    version = json.loads((path / "model.json").read_text()).get("version", "?")
+    return {"key": f"prev-{version.rsplit('-', 1)[-1]}", "label": f"(d′) shipped before: {version} ({spec}), scoring core",
+            "kind": "core", "model": str(path), "size_mb": dir_size_mb(path)}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0])
     p.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data" / "emotion")
@@ -307,6 +317,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--original-limit", type=int, default=256, help="tweets for (a), the slow original shape")
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     p.add_argument("--quick", action="store_true", help="tiny run for the tests: shipped model and end to end only")
+    p.add_argument("--previous", action="append", default=[], metavar="DIR|git:REV:PATH",
+                   help="a model shipped before (repeatable), measured in this run beside (d): is the shipped model "
+                        "slower than the one it replaced? e.g. git:8f880f9:layers/model/model")
     p.add_argument("--scaleout-lines", type=int, default=100_000,
                    help="lines per `tweetmood score --workers` run in the scale-out section (0: skip those runs)")
     args = p.parse_args(argv)
@@ -346,6 +359,8 @@ def main(argv: list[str] | None = None) -> int:
     models.append({"key": "d", "label": f"(d) shipped int8 ONNX ({shipped_meta.get('quantization')}, "
                                         f"{shipped_meta.get('graph', 'full')} graph), scoring core",
                    "kind": "core", "model": str(SHIPPED), "size_mb": dir_size_mb(SHIPPED)})
+    for spec in args.previous:
+        models.append(_previous_row(spec))
     if not args.quick:
         for name, path in _baseline_dirs().items():
             models.append({"key": f"e-{name}", "label": f"(e) {name} baseline ONNX, scoring core", "kind": "core",
@@ -374,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
     ratios = {}
     for t in args.threads:
         d = by_key["d"][f"tweets_per_s_{t}"]
-        for ref in ("a", "b-file", "b", "c", "d-full", "d-dyn"):
+        for ref in ("a", "b-file", "b", "c", "d-full", "d-dyn", *(r["key"] for r in rows if r["key"].startswith("prev-"))):
             if ref in by_key:
                 ratios[f"d_over_{ref.replace('-', '_')}_{t}thread"] = round(d / by_key[ref][f"tweets_per_s_{t}"], 2)
 
@@ -382,7 +397,8 @@ def main(argv: list[str] | None = None) -> int:
     e2e = end_to_end(SHIPPED, texts, args.e2e_lines, max(args.threads), workdir)
     print(json.dumps(e2e), flush=True)
 
-    config = json.loads((ROOT / "runs/ship/checkpoint/config.json").read_text()) if (ROOT / "runs/ship/checkpoint/config.json").is_file() else \
+    config_file = checkpoint / "config.json" if not args.quick else ROOT / "runs/ship/checkpoint/config.json"
+    config = json.loads(config_file.read_text()) if config_file.is_file() else \
         {"hidden_size": 384, "num_hidden_layers": 6, "intermediate_size": 1536}
     tokens = mean_tokens(SHIPPED, texts)
     flops = flops_per_tweet(config, tokens, shipped_meta.get("graph") == "cls-only-last-layer")
@@ -457,6 +473,15 @@ def render(r: dict) -> str:
     lines += ["", "Ratios of (d), the shipped int8 model, in this run: " +
               ", ".join(f"{k.replace('_', ' ')} = {v}×" for k, v in r["ratios"].items()), ""]
     by = {row["key"]: row for row in r["models"]}
+    before = [row for row in r["models"] if row["key"].startswith("prev-")]
+    if before and "d" in by:
+        lines += ["Against models shipped before, measured in this run: is the shipped model slower than the ones it "
+                  "replaced?", ""]
+        for row in before:
+            speed = ", ".join(f"{by['d'][f'tweets_per_s_{t}'] / row[f'tweets_per_s_{t}']:.3f}× at {t}T" for t in threads)
+            lines.append(f"- (d) over {row['label'].removeprefix('(d′) shipped before: ').removesuffix(', scoring core')}: "
+                         f"{speed} (test acc. {_fmt(by['d'].get('accuracy'), '.4f')} against {_fmt(row.get('accuracy'), '.4f')}).")
+        lines.append("")
     if all(k in by for k in "bcd"):
         t = threads[0]
         rate = lambda k: by[k][f"tweets_per_s_{t}"]  # noqa: E731

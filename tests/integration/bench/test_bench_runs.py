@@ -17,9 +17,12 @@ def test_the_benchmark_writes_its_report_chart_and_json_on_a_tiny_input(tmp_path
 
     if not (DATA / "test.txt").is_file():
         pytest.skip(f"{DATA} is absent: the benchmark reads the emotion test file")
-    assert main(["--quick", "--limit", "16", "--e2e-lines", "300", "--threads", "1",
+    shipped = Path(__file__).resolve().parents[3] / "layers" / "model" / "model"
+    assert main(["--quick", "--limit", "16", "--e2e-lines", "300", "--threads", "1", "--previous", str(shipped),
                  "--docs", str(tmp_path), "--data-dir", str(DATA)]) == 0
     result = json.loads((tmp_path / "benchmarks.json").read_text())
+    [before] = [row for row in result["models"] if row["key"].startswith("prev-")]
+    assert before["tweets_per_s_1"] > 0 and f"d_over_{before['key'].replace('-', '_')}_1thread" in result["ratios"]
     e2e = result["end_to_end"]
     assert e2e["rows_read"] == e2e["rows_scored"] + e2e["rows_rejected"] == e2e["output_rows"] == 300
     assert 0 < e2e["model_s"] <= e2e["duration_s"] and 0 <= e2e["outside_model_share"] < 1

@@ -55,3 +55,22 @@ def test_the_report_states_what_each_step_bought_from_the_rows_of_one_run():
     assert ("(b) runs the full graph at 47.6 GFLOP/s, 48% of the fp32 peak" in text
             and "would run 4.1× (b); 5× (b) needs 205 GOP/s, 59% of the int8 peak" in text)
     assert "\n\n\n" not in text.split("## What each step bought")[1].split("## End to end")[0]
+
+
+def test_the_report_sets_the_shipped_model_against_a_model_shipped_before_at_every_thread_count():
+    before = {**_row("prev-8f880f9", 250), "label": "(d′) shipped before: m-8f880f9 (git:8f880f9:layers/model/model), "
+                                                    "scoring core", "accuracy": 0.93}
+    result = {
+        "machine": {"cpu": "test cpu", "cores": 2, "flags": [], "onnxruntime": "1", "python": "3"},
+        "date": "today", "command": "make bench", "models": [_row("d", 300, 5.0), before],
+        "ratios": {}, "end_to_end": {"lines": 10, "bytes": 1e6, "blank": 1, "undecodable": 1, "threads": 1, "wall_s": 1,
+                                     "tweets_per_s": 8, "peak_rss_mb": 100, "rows_read": 10, "rows_scored": 8,
+                                     "rows_rejected": 2, "output_rows": 10, "outside_model_share": 0.1},
+        "compute": {"mean_tokens": 22.2, "gflop_per_tweet": 0.41, "gflop_per_tweet_full_graph": 0.476,
+                    "achieved_gflops_1thread": 120.0, "fp32_gemm_peak_gflops_1thread": 90.0},
+        "lambda_curve": [{"memory_mb": 1769, "vcpu": 1.0, "tweets_per_s": 300, "seconds_per_million": 3333,
+                          "usd_per_million": 0.1}],
+        "prices": {"lambda_x86_usd_per_gb_s": 1e-5, "lambda_usd_per_million_requests": 0.2, "comprehend_per_million": "x"},
+    }
+    text = render(result)
+    assert "- (d) over m-8f880f9 (git:8f880f9:layers/model/model): 1.200× at 1T (test acc. 0.9300 against 0.9300)." in text
