@@ -297,13 +297,14 @@ def _baseline_dirs() -> dict[str, Path]:
     return found
 
 
-def _previous_row(spec: str) -> dict:
-    """A model shipped before, as a row beside (d): a serving directory or `git:REV:PATH` (checked out from git)."""
+def _previous_row(spec: str, key: str = "prev", label: str = "(d′) shipped before") -> dict:
+    """A model shipped before (or, with another key and label, one not shipped), as a row beside (d): a serving
+    directory or `git:REV:PATH` (checked out from git)."""
     from benchmarks.compare_models import model_dir
 
     path = model_dir(spec)
     version = json.loads((path / "model.json").read_text()).get("version", "?")
-    return {"key": f"prev-{version.rsplit('-', 1)[-1]}", "label": f"(d′) shipped before: {version} ({spec}), scoring core",
+    return {"key": f"{key}-{version.rsplit('-', 1)[-1]}", "label": f"{label}: {version} ({spec}), scoring core",
             "kind": "core", "model": str(path), "size_mb": dir_size_mb(path)}
 
 
@@ -320,6 +321,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--previous", action="append", default=[], metavar="DIR|git:REV:PATH",
                    help="a model shipped before (repeatable), measured in this run beside (d): is the shipped model "
                         "slower than the one it replaced? e.g. git:8f880f9:layers/model/model")
+    p.add_argument("--also", action="append", default=[], metavar="DIR",
+                   help="a serving directory that is not shipped (repeatable), e.g. a smaller student: an (f) row")
     p.add_argument("--scaleout-lines", type=int, default=100_000,
                    help="lines per `tweetmood score --workers` run in the scale-out section (0: skip those runs)")
     args = p.parse_args(argv)
@@ -361,6 +364,8 @@ def main(argv: list[str] | None = None) -> int:
                    "kind": "core", "model": str(SHIPPED), "size_mb": dir_size_mb(SHIPPED)})
     for spec in args.previous:
         models.append(_previous_row(spec))
+    for spec in args.also:
+        models.append(_previous_row(spec, key="f", label="(f) not shipped"))
     if not args.quick:
         for name, path in _baseline_dirs().items():
             models.append({"key": f"e-{name}", "label": f"(e) {name} baseline ONNX, scoring core", "kind": "core",
@@ -389,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
     ratios = {}
     for t in args.threads:
         d = by_key["d"][f"tweets_per_s_{t}"]
-        for ref in ("a", "b-file", "b", "c", "d-full", "d-dyn", *(r["key"] for r in rows if r["key"].startswith("prev-"))):
+        for ref in ("a", "b-file", "b", "c", "d-full", "d-dyn", *(r["key"] for r in rows if r["key"].startswith(("prev-", "f-")))):
             if ref in by_key:
                 ratios[f"d_over_{ref.replace('-', '_')}_{t}thread"] = round(d / by_key[ref][f"tweets_per_s_{t}"], 2)
 
@@ -481,6 +486,15 @@ def render(r: dict) -> str:
             speed = ", ".join(f"{by['d'][f'tweets_per_s_{t}'] / row[f'tweets_per_s_{t}']:.3f}× at {t}T" for t in threads)
             lines.append(f"- (d) over {row['label'].removeprefix('(d′) shipped before: ').removesuffix(', scoring core')}: "
                          f"{speed} (test acc. {_fmt(by['d'].get('accuracy'), '.4f')} against {_fmt(row.get('accuracy'), '.4f')}).")
+        lines.append("")
+    others = [row for row in r["models"] if row["key"].startswith("f-")]
+    if others and "d" in by:
+        lines += ["Not shipped, measured in this run beside the shipped model (d):", ""]
+        for row in others:
+            speed = ", ".join(f"{row[f'tweets_per_s_{t}'] / by['d'][f'tweets_per_s_{t}']:.2f}× at {t}T" for t in threads)
+            lines.append(f"- {row['label'].removeprefix('(f) not shipped: ').removesuffix(', scoring core')}: {speed} "
+                         f"(d)'s tweets/s, {row['size_mb']:.1f} MB (test acc. {_fmt(row.get('accuracy'), '.4f')} against "
+                         f"{_fmt(by['d'].get('accuracy'), '.4f')}).")
         lines.append("")
     if all(k in by for k in "bcd"):
         t = threads[0]

@@ -57,12 +57,14 @@ def test_the_report_states_what_each_step_bought_from_the_rows_of_one_run():
     assert "\n\n\n" not in text.split("## What each step bought")[1].split("## End to end")[0]
 
 
-def test_the_report_sets_the_shipped_model_against_a_model_shipped_before_at_every_thread_count():
+def test_the_report_sets_the_shipped_model_against_one_shipped_before_and_one_not_shipped():
     before = {**_row("prev-8f880f9", 250), "label": "(d′) shipped before: m-8f880f9 (git:8f880f9:layers/model/model), "
                                                     "scoring core", "accuracy": 0.93}
+    smaller = {**_row("f-3c97cdd6", 600, 17.5), "label": "(f) not shipped: m-l3-3c97cdd6 (runs/l3), scoring core",
+               "accuracy": 0.92}
     result = {
         "machine": {"cpu": "test cpu", "cores": 2, "flags": [], "onnxruntime": "1", "python": "3"},
-        "date": "today", "command": "make bench", "models": [_row("d", 300, 5.0), before],
+        "date": "today", "command": "make bench", "models": [_row("d", 300, 5.0), before, smaller],
         "ratios": {}, "end_to_end": {"lines": 10, "bytes": 1e6, "blank": 1, "undecodable": 1, "threads": 1, "wall_s": 1,
                                      "tweets_per_s": 8, "peak_rss_mb": 100, "rows_read": 10, "rows_scored": 8,
                                      "rows_rejected": 2, "output_rows": 10, "outside_model_share": 0.1},
@@ -74,3 +76,4 @@ def test_the_report_sets_the_shipped_model_against_a_model_shipped_before_at_eve
     }
     text = render(result)
     assert "- (d) over m-8f880f9 (git:8f880f9:layers/model/model): 1.200× at 1T (test acc. 0.9300 against 0.9300)." in text
+    assert "- m-l3-3c97cdd6 (runs/l3): 2.00× at 1T (d)'s tweets/s, 17.5 MB (test acc. 0.9200 against 0.9300)." in text
