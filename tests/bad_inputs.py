@@ -92,7 +92,7 @@ CASES = [
          rows=3, errors={"malformed_json": 1}),
     Case("JSONL non-object lines", "incoming/o.jsonl", lambda: b'["a", "list"]\n42\n"str"\n{"text": "ok"}\n',
          rows=4, errors={"not_an_object": 3}),
-    Case("JSONL missing text", "incoming/t.jsonl", lambda: b'{"tweet": "wrong field"}\n{"text": null}\n', rows=2,
+    Case("JSONL missing text", "incoming/t.jsonl", lambda: b'{"body": "wrong field"}\n{"text": null}\n', rows=2,
          errors={"missing_text": 2}),
     Case("JSONL non-string text", "incoming/s.jsonl", lambda: b'{"text": 5}\n{"text": ["a"]}\n{"text": {}}\n',
          rows=3, errors={"text_not_a_string": 3}),

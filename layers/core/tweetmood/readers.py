@@ -24,7 +24,12 @@ CHUNK = 1 << 16
 # only applies once this much has come out.
 RATIO_GRACE_BYTES = 1 << 20
 FORMATS = {".txt": "txt", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
-TEXT_COLUMNS = ("text", "tweet", "content")
+# Where a CSV column or a JSON field holds the tweet, first match wins. `full_text` leads because exports of the
+# Twitter API carry the untruncated tweet there (and a truncated `text`, when both are present).
+TEXT_COLUMNS = ("full_text", "text", "tweet", "tweet_text", "content")
+TEXT_COLUMN_NAMES = "text, full_text, tweet, tweet_text or content"
+ID_COLUMNS = ("id", "id_str", "tweet_id")
+"""Where a row's id is carried from, first match wins (`id_str`: the Twitter API's exact string form)."""
 CSV_DELIMITERS = (",", ";", "\t", "|")
 SEPARATOR_NAMES = {",": "commas", ";": "semicolons", "\t": "tabs", "|": "bars (|)"}
 
@@ -359,7 +364,9 @@ def _json_kind(value: object) -> str:
 
 
 def _read_jsonl(lines: Iterable[bytes | None], name: str, settings: Settings, first_line: int = 1) -> Iterator[Item]:
-    field = settings.text_column or "text"
+    fields = (settings.text_column,) if settings.text_column else TEXT_COLUMNS
+    example = settings.text_column or "text"
+    wanted = f'"{example}" field' if settings.text_column else f"text field ({TEXT_COLUMN_NAMES})"
     for n, raw in enumerate(lines, first_line):
         line = _decode_line(raw, n, name, settings)
         if isinstance(line, Rejected):
@@ -381,13 +388,15 @@ def _read_jsonl(lines: Iterable[bytes | None], name: str, settings: Settings, fi
             yield Rejected(
                 n,
                 rc.NOT_AN_OBJECT,
-                f'line {n} of {name} is {_json_kind(obj)}, not an object; write {{"{field}": "…"}} on each line',
+                f'line {n} of {name} is {_json_kind(obj)}, not an object; write {{"{example}": "…"}} on each line',
             )
             continue
-        text = obj.get(field)
-        if text is None:
-            yield Rejected(n, rc.MISSING_TEXT, f'line {n} of {name} has no "{field}" field; add the tweet as "{field}"')
+        field = next((f for f in fields if obj.get(f) is not None), None)
+        if field is None:
+            yield Rejected(n, rc.MISSING_TEXT, f'line {n} of {name} has no {wanted}; add the tweet as "{example}"'
+                           + ("" if settings.text_column else ", or set TEXT_COLUMN to the field that holds it"))
             continue
+        text = obj[field]
         if not isinstance(text, str):
             yield Rejected(
                 n,
@@ -395,9 +404,10 @@ def _read_jsonl(lines: Iterable[bytes | None], name: str, settings: Settings, fi
                 f'line {n} of {name}: "{field}" is {_json_kind(text)}, not a string; write the tweet as a JSON string',
             )
             continue
-        ident = obj.get("id")
+        id_field = next((f for f in ID_COLUMNS if obj.get(f) is not None), "id")
+        ident = obj.get(id_field)
         if ident is not None and (isinstance(ident, bool) or not isinstance(ident, (str, int))):
-            yield Rejected(n, rc.INVALID_ID, f'line {n} of {name}: "id" must be a string or an integer')
+            yield Rejected(n, rc.INVALID_ID, f'line {n} of {name}: "{id_field}" must be a string or an integer')
             continue
         yield _check_text(text, n, name, settings) or Record(n, text, None if ident is None else str(ident))
 
@@ -442,17 +452,17 @@ def _read_csv(
         state.header, state.delimiter = header, delimiter
     if not header or any(_TOO_LONG in h or _SURROGATE.search(h) for h in header):
         raise FileError(
-            f"{name}: the first line must be a CSV header naming the columns (text, tweet or content; optional id)",
+            f"{name}: the first line must be a CSV header naming the columns ({TEXT_COLUMN_NAMES}; optional id)",
             "missing_header",
         )
     columns = [h.strip().lower() for h in header]
     text_at = next((columns.index(c) for c in wanted if c in columns), None)
     if text_at is None:
         hint = f"TEXT_COLUMN={settings.text_column!r} is not among them" if settings.text_column else (
-            "name the tweet column text, tweet or content, or set TEXT_COLUMN"
+            f"name the tweet column {TEXT_COLUMN_NAMES}, or set TEXT_COLUMN"
         )
         raise FileError(f"{name} has no text column: its header is {header!r}; {hint}", "missing_text_column")
-    id_at = columns.index("id") if "id" in columns else None
+    id_at = next((columns.index(c) for c in ID_COLUMNS if c in columns), None)
     width = len(header)
     skipped = at.first_line - 1  # physical lines before this chunk
     while True:

@@ -57,7 +57,8 @@ class Settings:
     output_format: str = "jsonl"
     """OUTPUT_FORMAT: jsonl or csv."""
     text_column: str | None = None
-    """TEXT_COLUMN: CSV column / JSON field holding the tweet (default: text, tweet or content)."""
+    """TEXT_COLUMN: CSV column / JSON field holding the tweet (default: the first of full_text, text, tweet,
+    tweet_text and content present)."""
     max_object_bytes: int = GiB
     """MAX_OBJECT_BYTES: larger input objects are refused."""
     max_decompressed_bytes: int = 4 * GiB

@@ -228,7 +228,7 @@ def test_jsonl_broken_non_object_and_missing_text_lines_are_error_rows():
         b'{"text": "good"}',
         b'{"text": "broken"',
         b'["a", "list"]',
-        b'{"tweet": "wrong field"}',
+        b'{"body": "wrong field"}',
         b'{"text": 5}',
         b'{"text": "x", "id": {"nested": 1}}',
         b"",
@@ -247,10 +247,25 @@ def test_jsonl_broken_non_object_and_missing_text_lines_are_error_rows():
     assert all("of x.jsonl" in i.message for i in items if isinstance(i, Rejected))
     messages = {i.line: i.message for i in items if isinstance(i, Rejected)}
     assert "is an array, not an object" in messages[3] and '"text" is a number, not a string' in messages[5]
+    assert "has no text field (text, full_text, tweet, tweet_text or content)" in messages[4]
+    assert messages[4].endswith("or set TEXT_COLUMN to the field that holds it")
 
 
 def test_jsonl_text_field_can_be_named_in_settings():
-    assert texts(read(b'{"tweet": "here"}\n', name="x.ndjson", text_column="tweet")) == ["here"]
+    assert texts(read(b'{"body": "here"}\n', name="x.ndjson", text_column="body")) == ["here"]
+    (missing,) = read(b'{"text": "not this one"}\n', name="x.ndjson", text_column="body")
+    assert missing.error == rc.MISSING_TEXT and missing.message.endswith('has no "body" field; add the tweet as "body"')
+
+
+def test_jsonl_exported_from_the_twitter_api_is_read_by_full_text_and_id_str():
+    data = (b'{"id": 1796522045035241472, "id_str": "1796522045035241472", "full_text": "the whole tweet",'
+            b' "text": "the whole tw\u2026"}\n{"id_str": "17", "tweet": "another"}\n')
+    assert read(data, name="x.jsonl") == [Record(1, "the whole tweet", "1796522045035241472"), Record(2, "another", "17")]
+
+
+def test_csv_with_a_tweet_text_column_and_a_tweet_id_is_read():
+    (record,) = read(b"tweet_id,user,tweet_text\n9,ann,hello there\n", name="in.csv")
+    assert record == Record(2, "hello there", "9")
 
 
 # --- gzip ------------------------------------------------------------------------------
