@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Sequence
 
 from tweetmood.classifier import ModelError
+from tweetmood.readers import FORMAT_NAMES
 from tweetmood.settings import Settings, SettingsError
 
 # cli/tweetmood_cli/cli.py -> layers/model/model: the shipped artifact in a checkout.
@@ -44,7 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tweetmood", description="Score the emotions in files of tweets.")
     sub = parser.add_subparsers(dest="command", required=True)
     score = sub.add_parser("score", help="score local files or S3 objects")
-    score.add_argument("input", help="a .txt, .csv or .jsonl file (optionally .gz), a folder, a quoted glob such as "
+    score.add_argument("input", help=f"a {FORMAT_NAMES} file (optionally .gz), a folder, a quoted glob such as "
                                      "'data/*.csv', s3://bucket/key or s3://bucket/prefix/")
     score.add_argument("--output", help="where results go: a file for one local input, a folder for several "
                                         "(default: <input>.scored.jsonl beside each input, or the output key in S3)")

@@ -15,7 +15,7 @@ from typing import Any, Callable
 from tweetmood import keys, scaleout
 from tweetmood.inline import read_manifest, score_s3_object, settled
 from tweetmood.manifest import OutputManifest
-from tweetmood.readers import input_format
+from tweetmood.readers import FORMAT_NAMES, input_format
 from tweetmood.scoring import check_local_output, local_manifest_path, score_file
 from tweetmood.settings import Settings
 from tweetmood.storage import LocalStorage, S3Storage
@@ -57,7 +57,7 @@ def local_inputs(spec: str) -> tuple[list[Path], Path]:
     else:
         raise FileNotFoundError(f"{spec} is not a file, a folder or a glob that matches anything")
     if not files:
-        raise FileNotFoundError(f"{spec} holds no .txt, .csv or .jsonl files (optionally .gz)")
+        raise FileNotFoundError(f"{spec} holds no {FORMAT_NAMES} files (optionally .gz)")
     return files, base
 
 
@@ -199,7 +199,7 @@ def score_s3(uri: str, settings: Settings, *, workers: int, endpoint_url: str | 
     objects = [o for o in storage.list(bucket, key) if o.key == key or key.endswith("/") or not key]
     objects = [o for o in objects if keys.is_scoreable_key(o.key, o.size, settings)[0]]
     if not objects:
-        raise FileNotFoundError(f"{uri} names no .txt, .csv or .jsonl objects (optionally .gz)")
+        raise FileNotFoundError(f"{uri} names no {FORMAT_NAMES} objects (optionally .gz)")
     results: list[Result] = []
     todo = []
     for obj in objects:

@@ -14,7 +14,7 @@ Every other module gets keys only from these functions.
 
 from __future__ import annotations
 
-from tweetmood.readers import input_format
+from tweetmood.readers import FORMAT_NAMES, input_format
 from tweetmood.settings import Settings
 
 RESULTS, MANIFESTS, CLAIMS, STAGING = "results/", "manifests/", "claims/", "staging/"
@@ -111,7 +111,7 @@ def is_scoreable_key(key: str, size: int | None, settings: Settings) -> tuple[bo
     if size == 0:
         return False, f"{key} is a zero-byte object: there is nothing to score"
     if input_format(key) is None:
-        return False, f"{key} is not .txt, .csv or .jsonl (optionally .gz); it was left alone"
+        return False, f"{key} is not {FORMAT_NAMES} (optionally .gz); it was left alone"
     longest = longest_key_bytes(key, settings)
     if longest > S3_MAX_KEY_BYTES:
         limit = len(key.encode("utf-8")) - (longest - S3_MAX_KEY_BYTES)

@@ -23,7 +23,10 @@ CHUNK = 1 << 16
 # A small .gz may legitimately inflate a lot (say, 50 kB of repeated text): the ratio cap
 # only applies once this much has come out.
 RATIO_GRACE_BYTES = 1 << 20
-FORMATS = {".txt": "txt", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+# A .tsv is read as CSV: its separator is sniffed from the header like any other.
+FORMATS = {".txt": "txt", ".csv": "csv", ".tsv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+FORMAT_NAMES = ", ".join(list(FORMATS)[:-1]) + " or " + list(FORMATS)[-1]
+"""The suffixes in words, for messages: ".txt, .csv, .tsv, .jsonl or .ndjson"."""
 # Where a CSV column or a JSON field holds the tweet, first match wins. `full_text` leads because exports of the
 # Twitter API carry the untruncated tweet there (and a truncated `text`, when both are present).
 TEXT_COLUMNS = ("full_text", "text", "tweet", "tweet_text", "content")
@@ -92,7 +95,7 @@ def read_records(
     kind = input_format(name)
     if kind is None:
         raise FileError(
-            f"{name}: unsupported file type; name it .txt, .csv or .jsonl (optionally with .gz)", "unsupported_format"
+            f"{name}: unsupported file type; name it {FORMAT_NAMES} (optionally with .gz)", "unsupported_format"
         )
     at = at or ChunkStart()
     gz = kind[1] and not at.decompressed

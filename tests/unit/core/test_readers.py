@@ -158,6 +158,11 @@ def test_csv_separated_by_semicolons_tabs_or_bars_is_read_when_its_header_names_
     assert read(data, name="in.csv") == [Record(2, "hi, there", "7"), Record(3, "yo", "8")]
 
 
+
+def test_a_tsv_is_read_as_csv_with_its_tabs_found_from_the_header():
+    assert read(b"id\ttext\n1\thello, there\n", name="incoming/x.tsv") == [Record(2, "hello, there", "1")]
+
+
 def test_a_ragged_row_of_a_semicolon_separated_csv_is_told_to_quote_its_semicolons():
     (rejected,) = read(b"id;text\n1;hi there; friend\n", name="in.csv")
     assert rejected.error == "malformed_csv" and "has 3 fields but the header has 2" in rejected.message

@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 
 from sam_template import ALL_FUNCTIONS, BUCKET, DLQ_ARN, FUNCTIONS
+from tweetmood.readers import FORMATS
 
 pytestmark = pytest.mark.unit
 
-SUFFIXES = {".txt", ".csv", ".jsonl", ".txt.gz", ".csv.gz", ".jsonl.gz"}
+SUFFIXES = {suffix + gz for suffix in FORMATS for gz in ("", ".gz")}  # every input the core reads
 SEVEN_DAYS, FOURTEEN_DAYS = 7, 14 * 24 * 3600
 
 
@@ -58,7 +59,7 @@ def test_the_bucket_policy_refuses_every_request_without_tls(cfn, resolve):
     assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
 
 
-def test_uploads_of_all_six_suffixes_under_the_input_prefix_invoke_the_scorer(cfn, resolve, bucket):
+def test_uploads_of_every_suffix_the_core_reads_under_the_input_prefix_invoke_the_scorer(cfn, resolve, bucket):
     configs = bucket["NotificationConfiguration"]["LambdaConfigurations"]
     assert {c["Function"] for c in configs} == {"<ScoreObjectFunction.Arn>"}
     assert {c["Event"] for c in configs} == {"s3:ObjectCreated:*"}
