@@ -146,7 +146,11 @@ def raw_million_file(path: Path, test_texts: list[str], lines: int, seed: int = 
 
 
 def end_to_end(model_dir: Path, test_texts: list[str], lines: int, threads: int, workdir: Path) -> dict:
-    """`tweetmood score` on a generated raw file in a fresh process: wall time, tweets/s, peak RSS, time outside the model."""
+    """`tweetmood score` on a generated raw file in a fresh process: wall time, tweets/s, peak RSS, time outside the model.
+
+    One process with `threads` onnxruntime threads (`--workers 1`), the path a Lambda runs inline: the CLI's default of
+    one worker per core would put the work, its memory and its model time in child processes this cannot see (the
+    scale-out section measures those)."""
     src = workdir / f"tweets-{lines}.txt"
     info = raw_million_file(src, test_texts, lines)
     out = workdir / f"tweets-{lines}.jsonl"
@@ -155,7 +159,8 @@ def end_to_end(model_dir: Path, test_texts: list[str], lines: int, threads: int,
     # The CLI exactly as a user runs it, reporting its own peak RSS when it exits (see measure.peak_rss_mb).
     code = ("import atexit, runpy, sys; from benchmarks.measure import peak_rss_mb; "
             f"atexit.register(lambda: open({str(rss_file)!r}, 'w').write(str(peak_rss_mb()))); "
-            f"sys.argv = ['tweetmood', 'score', {str(src)!r}, '--output', {str(out)!r}, '--model', {str(model_dir)!r}]; "
+            f"sys.argv = ['tweetmood', 'score', {str(src)!r}, '--output', {str(out)!r}, '--model', {str(model_dir)!r}, "
+            f"'--workers', '1', '--threads', '{threads}']; "
             "runpy.run_module('tweetmood_cli.cli', run_name='__main__')")
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "layers" / "core"), env.get("PYTHONPATH", "")])
     t = time.perf_counter()
@@ -528,7 +533,8 @@ def render(r: dict) -> str:
     lines += [
         "## End to end", "",
         f"`tweetmood score` on a generated file of {e['lines']:,} raw tweets ({e['bytes'] / 1e6:.0f} MB; {e['blank']} blank and "
-        f"{e['undecodable']} undecodable lines) with {e['threads']} thread(s): {e['wall_s']} s wall, "
+        f"{e['undecodable']} undecodable lines) in one process with {e['threads']} onnxruntime thread(s) (`--workers 1 "
+        f"--threads {e['threads']}`, the inline Lambda path): {e['wall_s']} s wall, "
         f"{e['tweets_per_s']} tweets/s, peak RSS {e['peak_rss_mb']} MB; rows read {e['rows_read']:,} = scored "
         f"{e['rows_scored']:,} + rejected {e['rows_rejected']:,}; output rows {e['output_rows']:,}. "
         f"Time outside onnxruntime (reading, normalizing, tokenizing, writing): {100 * e['outside_model_share']:.1f}%.", "",
