@@ -456,6 +456,12 @@ def _versus_fp32(c: dict, by: dict, t: int) -> list[str]:
             f"needs {five:.0f} GOP/s, {100 * five / c['int8_gemm_peak_gops_1thread']:.0f}% of the int8 peak.", ""]
 
 
+def _int8_units(machine: dict) -> str:
+    """The CPU flags that decide int8 GEMM speed, in words (AMX, VNNI), or that it has neither."""
+    units = [f for f in ("amx_int8", "avx512_vnni", "avx_vnni") if f in machine.get("flags", [])]
+    return ", ".join(units) or "neither AMX nor VNNI"
+
+
 def _fmt(v, spec: str = "") -> str:
     return "–" if v is None else format(v, spec)
 
@@ -525,7 +531,7 @@ def render(r: dict) -> str:
             f"the shipped model: {rate('d') / by['a'][f'tweets_per_s_{t}']:.1f}×." if "a" in by else "",
             "- Kernels onnxruntime runs for (d) after its load-time fusions: "
             + (", ".join(f"{k} ×{v}" for k, v in ops.items()) or "–")
-            + ". MLAS picks its int8 GEMM for the CPU's ISA (this one reports AVX512-VNNI); which kernel it "
+            + f". MLAS picks its int8 GEMM for the CPU's ISA (int8 units here: {_int8_units(m)}); which kernel it "
             "dispatched was not instrumented.",
         ]
         lines += ["## What each step bought (this run, one thread)", "", *[b for b in bullets if b], ""]
@@ -556,7 +562,9 @@ def render(r: dict) -> str:
         "## Cost on AWS Lambda", "",
         f"Lambda x86_64 at ${r['prices']['lambda_x86_usd_per_gb_s']} per GB-second (+ ${r['prices']['lambda_usd_per_million_requests']} "
         "per million requests, negligible: one request scores a whole file). CPU scales with memory (1,769 MB = 1 vCPU); "
-        "the rates below come from (d)'s measured 1- and 2-thread rates.", "",
+        "the rates below come from (d)'s measured 1- and 2-thread rates on this CPU (int8 units: "
+        f"{_int8_units(m)}). Lambda does not promise which x86 CPU a function gets; int8 speed swings about 2× with "
+        "these units, so the figures hold for a CPU like this one.", "",
         "| Memory MB | vCPU | tweets/s | s per million | $ per million tweets |", "|---|---|---|---|---|",
     ]
     for row in r["lambda_curve"]:
