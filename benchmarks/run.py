@@ -216,9 +216,20 @@ def chart(rows: list[dict], path: Path) -> None:
              "e-bilstm": "(e) BiLSTM"}
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for i, r in enumerate(x for x in rows if x.get("accuracy") is not None):
-        ax.scatter(r["tweets_per_s_1"], r["accuracy"], s=60)
-        ax.annotate(short.get(r["key"], r["key"]), (r["tweets_per_s_1"], r["accuracy"]), textcoords="offset points",
-                    xytext=(6, -12 if i % 2 else 6), fontsize=9)
+        key, point = r["key"], (r["tweets_per_s_1"], r["accuracy"])
+        if key == "d":  # the shipped model stands out; models shipped before are hollow beside it
+            ax.scatter(*point, s=220, marker="*", color="black", zorder=3)
+        elif key.startswith("prev-"):
+            ax.scatter(*point, s=60, facecolors="none", edgecolors="grey")
+        else:
+            ax.scatter(*point, s=60, marker="D" if key.startswith("f-") else "o")
+        label = short.get(key) or ("shipped before " + key[5:] if key.startswith("prev-") else key)
+        if key == "d":
+            ax.annotate(label, point, textcoords="offset points", fontsize=9, fontweight="bold", xytext=(40, 22),
+                        arrowprops={"arrowstyle": "-", "color": "black", "lw": 0.8})
+        else:
+            ax.annotate(label, point, textcoords="offset points", fontsize=9, xytext=(6, -12 if i % 2 else 6))
+    ax.margins(y=0.15)
     ax.set_xscale("log")
     ax.set_xlabel("tweets/s, 1 thread (log scale)")
     ax.set_ylabel("test accuracy")
