@@ -57,6 +57,17 @@ def input_format(name: str) -> tuple[str, bool] | None:
     return None
 
 
+def _known_format(name: str) -> tuple[str, bool]:
+    """`input_format`, or the `FileError` that tells the user which names are read."""
+    kind = input_format(name)
+    if kind is None:
+        json_hint = "; a .json file: write one object per line (JSON Lines) and name it .jsonl" if \
+            name.lower().removesuffix(".gz").endswith(".json") else ""
+        raise FileError(f"{name}: unsupported file type; name it {FORMAT_NAMES} (optionally with .gz){json_hint}",
+                        "unsupported_format")
+    return kind
+
+
 class ChunkStart(NamedTuple):
     """Where a scale-out chunk starts inside its input, so its rows carry the serial run's line numbers."""
 
@@ -92,11 +103,7 @@ def read_records(
     `FileError` when the file as a whole cannot be read; rows yielded before still count.
     `at` reads a chunk of a file cut by the planner; `state` reports how far reading got.
     """
-    kind = input_format(name)
-    if kind is None:
-        raise FileError(
-            f"{name}: unsupported file type; name it {FORMAT_NAMES} (optionally with .gz)", "unsupported_format"
-        )
+    kind = _known_format(name)
     at = at or ChunkStart()
     gz = kind[1] and not at.decompressed
     limit = settings.max_object_bytes if at.file_start and not at.decompressed else settings.max_decompressed_bytes
@@ -111,7 +118,7 @@ def records_from_bytes(
     state: ReadState | None = None,
 ) -> Iterator[Item]:
     """The rows of already-decompressed bytes (see `read_records`)."""
-    fmt = input_format(name)[0]
+    fmt = _known_format(name)[0]
     at = at or ChunkStart()
     if at.file_start:
         chunks = _as_utf8(chunks, name)

@@ -107,6 +107,17 @@ def test_a_failed_file_exits_non_zero_with_its_reason(tmp_path, tiny_model_dir, 
     assert not (tmp_path / "broken.csv.scored.jsonl").exists()
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_file_of_an_unread_type_fails_with_its_reason_instead_of_a_traceback(tmp_path, tiny_model_dir, capsys,
+                                                                                 workers):
+    source = tmp_path / "tweets.json"
+    source.write_bytes(b'[{"text": "hi"}]\n')
+    assert main(["score", str(source), "--model", str(tiny_model_dir), "--workers", workers, "--quiet"]) == 1
+    assert "unsupported file type; name it .txt, .csv, .tsv, .jsonl or .ndjson" in capsys.readouterr().out
+    manifest = json.loads((tmp_path / "tweets.json.scored.jsonl.manifest.json").read_text())
+    assert manifest["status"] == "failed" and manifest["rows_read"] == 0
+
+
 def test_a_missing_model_exits_with_a_hint(tmp_path, capsys):
     source = tmp_path / "t.txt"
     source.write_text("hi\n")

@@ -123,6 +123,13 @@ def test_an_unclosed_csv_quote_fails_like_the_serial_run(tmp_path, tiny_classifi
     assert serial.status == "failed"
 
 
+def test_a_json_file_fails_like_the_serial_run_with_a_hint_to_write_json_lines(tmp_path, tiny_classifier):
+    serial, items = assert_chunked_equals_serial(tmp_path, "t.json", b'[{"text": "hi"}]\n', tiny_classifier,
+                                                 min_chunks=1)
+    assert serial.status == "failed" and items[-1]["file_error"]["code"] == "unsupported_format"
+    assert serial.reason.endswith("a .json file: write one object per line (JSON Lines) and name it .jsonl")
+
+
 def _planned_300_tweets(tmp_path):
     """A 300-tweet text file planned into small chunks on local storage: (settings, source, storage, run, items)."""
     settings = Settings(**SMALL)
