@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 from tweetmood import claims, keys
 from tweetmood.manifest import FAILED, OutputManifest, utc_now
-from tweetmood.readers import read_records
+from tweetmood.readers import read_records, too_large_reason
 from tweetmood.scoring import RemainingMs, score_items
 from tweetmood.settings import Settings
 from tweetmood.storage import ObjectGone
@@ -131,7 +131,7 @@ def _score_claimed(storage, bucket, key, output_key, body, size, settings, class
     if size is not None and size > settings.max_object_bytes:
         return failed_manifest(
             key, settings, classifier,
-            f"{key} is {size} bytes, more than MAX_OBJECT_BYTES={settings.max_object_bytes}; split it into smaller files",
+            too_large_reason(key, size, settings.max_object_bytes),
             retryable=False,
         )
     sink = storage.sink(bucket, output_key, CONTENT_TYPES[settings.output_format])

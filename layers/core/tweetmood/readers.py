@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import os
 import re
 import zlib
 from itertools import chain
@@ -105,6 +106,10 @@ def read_records(
     """
     kind = _known_format(name)
     at = at or ChunkStart()
+    if at.file_start and not at.decompressed:
+        size = _stream_size(stream)
+        if size is not None and size > settings.max_object_bytes:
+            raise FileError(too_large_reason(name, size, settings.max_object_bytes), "too_large")
     gz = kind[1] and not at.decompressed
     limit = settings.max_object_bytes if at.file_start and not at.decompressed else settings.max_decompressed_bytes
     chunks: Iterable[bytes] = read_chunks(stream, name, limit)
@@ -143,6 +148,19 @@ def byte_order_mark(head: bytes) -> str | None:
 
 
 # --- bytes ---------------------------------------------------------------------------
+
+
+def too_large_reason(name: str, size: int, max_bytes: int) -> str:
+    """Why a file of known `size` is refused, in the words every path uses (serial, inline, planner)."""
+    return f"{name} is {size} bytes, more than MAX_OBJECT_BYTES={max_bytes}; split it into smaller files"
+
+
+def _stream_size(stream: BinaryIO) -> int | None:
+    """The size of a stream backed by a file (None for a network body or bytes in memory)."""
+    try:
+        return os.fstat(stream.fileno()).st_size
+    except (AttributeError, OSError, ValueError):
+        return None
 
 
 def read_chunks(stream: BinaryIO, name: str, max_bytes: int) -> Iterator[bytes]:

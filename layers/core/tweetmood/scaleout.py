@@ -23,7 +23,7 @@ import orjson
 from tweetmood import keys
 from tweetmood.manifest import COMPLETE, FAILED, OutputManifest, utc_now
 from tweetmood.readers import ChunkStart, ReadState, byte_order_mark, gunzip, input_format, read_chunks, read_records, \
-    records_from_bytes
+    records_from_bytes, too_large_reason
 from tweetmood.batching import WINDOW_BATCHES
 from tweetmood.records import FileError
 from tweetmood.scoring import ordered_labels, score_items
@@ -93,8 +93,7 @@ def _cut(storage: Any, settings: Settings, run: dict) -> tuple[list[dict], int |
     size = info.size
     with body:
         if size is not None and size > settings.max_object_bytes:
-            error = {"reason": f"{key} is {size} bytes, more than MAX_OBJECT_BYTES={settings.max_object_bytes}; "
-                               "split it into smaller files", "code": "too_large"}
+            error = {"reason": too_large_reason(key, size, settings.max_object_bytes), "code": "too_large"}
             return [_item(base, 0, 0, 0, 1, 0, file_error=error)], size
         data: Iterable[bytes] = read_chunks(body, key, settings.max_object_bytes)
         staged = None
@@ -113,6 +112,14 @@ def _cut(storage: Any, settings: Settings, run: dict) -> tuple[list[dict], int |
                 return [_item({**base, "source_key": key, "decompressed": False, "etag": etag, "serial": True},
                               0, 0, size, 1, None)], size
             items = _cut_rows(data, key, settings, base, shift=3 if mark == "utf-8" else 0)
+        except FileError as exc:
+            # Unreadable from its first bytes (a .gz that is not gzip): one chunk that fails the run with the reason
+            # the serial reader gives, as _cut_rows does for a file that fails later.
+            if staged is not None:
+                staged.sink.abort()
+            error = {"reason": exc.reason, "code": exc.code}
+            return [_item({**base, "source_key": key, "decompressed": False, "etag": etag}, 0, 0, 0, 1, 0,
+                          file_error=error)], size
         except BaseException:
             if staged is not None:
                 staged.sink.abort()

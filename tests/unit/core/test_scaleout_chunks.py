@@ -123,6 +123,13 @@ def test_an_unclosed_csv_quote_fails_like_the_serial_run(tmp_path, tiny_classifi
     assert serial.status == "failed"
 
 
+def test_a_gz_that_is_not_gzip_fails_like_the_serial_run_from_its_first_bytes(tmp_path, tiny_classifier):
+    serial, items = assert_chunked_equals_serial(tmp_path, "t.txt.gz", b"plain text, not gzip\n", tiny_classifier,
+                                                 min_chunks=1)
+    assert serial.status == "failed" and "not gzip-compressed" in serial.reason
+    assert [i["file_error"]["code"] for i in items] == ["not_gzip"]
+
+
 def test_a_json_file_fails_like_the_serial_run_with_a_hint_to_write_json_lines(tmp_path, tiny_classifier):
     serial, items = assert_chunked_equals_serial(tmp_path, "t.json", b'[{"text": "hi"}]\n', tiny_classifier,
                                                  min_chunks=1)
