@@ -313,15 +313,15 @@ def _baseline_dirs() -> dict[str, Path]:
     return found
 
 
-def _previous_row(spec: str, key: str = "prev", label: str = "(d′) shipped before") -> dict:
-    """A model shipped before (or, with another key and label, one not shipped), as a row beside (d): a serving
-    directory or `git:REV:PATH` (checked out from git)."""
+def _model_row(spec: str, key: str, label: str) -> dict:
+    """A serving directory or `git:REV:PATH` (checked out from git) as a row beside (d): a model shipped before
+    (key "prev") or one not shipped (key "f"). `version` and `source` are kept for the report's sentences."""
     from benchmarks.compare_models import model_dir
 
     path = model_dir(spec)
     version = json.loads((path / "model.json").read_text()).get("version", "?")
     return {"key": f"{key}-{version.rsplit('-', 1)[-1]}", "label": f"{label}: {version} ({spec}), scoring core",
-            "kind": "core", "model": str(path), "size_mb": dir_size_mb(path)}
+            "version": version, "source": spec, "kind": "core", "model": str(path), "size_mb": dir_size_mb(path)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -378,10 +378,8 @@ def main(argv: list[str] | None = None) -> int:
     models.append({"key": "d", "label": f"(d) shipped int8 ONNX ({shipped_meta.get('quantization')}, "
                                         f"{shipped_meta.get('graph', 'full')} graph), scoring core",
                    "kind": "core", "model": str(SHIPPED), "size_mb": dir_size_mb(SHIPPED)})
-    for spec in args.previous:
-        models.append(_previous_row(spec))
-    for spec in args.also:
-        models.append(_previous_row(spec, key="f", label="(f) not shipped"))
+    models += [_model_row(spec, "prev", "(d′) shipped before") for spec in args.previous]
+    models += [_model_row(spec, "f", "(f) not shipped") for spec in args.also]
     if not args.quick:
         for name, path in _baseline_dirs().items():
             models.append({"key": f"e-{name}", "label": f"(e) {name} baseline ONNX, scoring core", "kind": "core",
@@ -389,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = []
     for m in models:
-        row = {k: m[k] for k in ("key", "label", "kind", "model")}
+        row = {k: m[k] for k in ("key", "label", "kind", "model", "version", "source") if k in m}
         row["size_mb"] = round(m["size_mb"], 1)
         for threads in args.threads:
             limit = m.get("limit") or args.limit
@@ -506,7 +504,7 @@ def render(r: dict) -> str:
                   "replaced?", ""]
         for row in before:
             speed = ", ".join(f"{by['d'][f'tweets_per_s_{t}'] / row[f'tweets_per_s_{t}']:.3f}× at {t}T" for t in threads)
-            lines.append(f"- (d) over {row['label'].removeprefix('(d′) shipped before: ').removesuffix(', scoring core')}: "
+            lines.append(f"- (d) over {row['version']} ({row['source']}): "
                          f"{speed} (test acc. {_fmt(by['d'].get('accuracy'), '.4f')} against {_fmt(row.get('accuracy'), '.4f')}).")
         lines.append("")
     others = [row for row in r["models"] if row["key"].startswith("f-")]
@@ -514,7 +512,7 @@ def render(r: dict) -> str:
         lines += ["Not shipped, measured in this run beside the shipped model (d):", ""]
         for row in others:
             speed = ", ".join(f"{row[f'tweets_per_s_{t}'] / by['d'][f'tweets_per_s_{t}']:.2f}× at {t}T" for t in threads)
-            lines.append(f"- {row['label'].removeprefix('(f) not shipped: ').removesuffix(', scoring core')}: {speed} "
+            lines.append(f"- {row['version']} ({row['source']}): {speed} "
                          f"(d)'s tweets/s, {row['size_mb']:.1f} MB (test acc. {_fmt(row.get('accuracy'), '.4f')} against "
                          f"{_fmt(by['d'].get('accuracy'), '.4f')}).")
         lines.append("")
@@ -574,8 +572,8 @@ def render(r: dict) -> str:
         f"Lambda x86_64 at ${r['prices']['lambda_x86_usd_per_gb_s']} per GB-second (+ ${r['prices']['lambda_usd_per_million_requests']} "
         "per million requests, negligible: one request scores a whole file). CPU scales with memory (1,769 MB = 1 vCPU); "
         "the rates below come from (d)'s measured 1- and 2-thread rates on this CPU (int8 units: "
-        f"{_int8_units(m)}). Lambda does not promise which x86 CPU a function gets; int8 speed swings about 2× with "
-        "these units, so the figures hold for a CPU like this one.", "",
+        f"{_int8_units(m)}). Lambda does not promise which x86 CPU a function gets, and int8 speed depends on these "
+        "units, so the figures hold for a CPU like this one.", "",
         "| Memory MB | vCPU | tweets/s | s per million | $ per million tweets |", "|---|---|---|---|---|",
     ]
     for row in r["lambda_curve"]:

@@ -58,10 +58,8 @@ def test_the_report_states_what_each_step_bought_from_the_rows_of_one_run():
 
 
 def test_the_report_sets_the_shipped_model_against_one_shipped_before_and_one_not_shipped():
-    before = {**_row("prev-8f880f9", 250), "label": "(d′) shipped before: m-8f880f9 (git:8f880f9:layers/model/model), "
-                                                    "scoring core", "accuracy": 0.93}
-    smaller = {**_row("f-3c97cdd6", 600, 17.5), "label": "(f) not shipped: m-l3-3c97cdd6 (runs/l3), scoring core",
-               "accuracy": 0.92}
+    before = {**_row("prev-8f880f9", 250), "version": "m-8f880f9", "source": "git:8f880f9:layers/model/model"}
+    smaller = {**_row("f-3c97cdd6", 600, 17.5), "version": "m-l3-3c97cdd6", "source": "runs/l3", "accuracy": 0.92}
     result = {
         "machine": {"cpu": "test cpu", "cores": 2, "flags": [], "onnxruntime": "1", "python": "3"},
         "date": "today", "command": "make bench", "models": [_row("d", 300, 5.0), before, smaller],
