@@ -26,12 +26,20 @@ CHUNK = 1 << 16
 RATIO_GRACE_BYTES = 1 << 20
 # A .tsv is read as CSV: its separator is sniffed from the header like any other.
 FORMATS = {".txt": "txt", ".csv": "csv", ".tsv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
-FORMAT_NAMES = ", ".join(list(FORMATS)[:-1]) + " or " + list(FORMATS)[-1]
+
+
+def _in_words(names) -> str:
+    """`a, b or c`, for messages."""
+    names = list(names)
+    return ", ".join(names[:-1]) + " or " + names[-1]
+
+
+FORMAT_NAMES = _in_words(FORMATS)
 """The suffixes in words, for messages: ".txt, .csv, .tsv, .jsonl or .ndjson"."""
 # Where a CSV column or a JSON field holds the tweet, first match wins. `full_text` leads because exports of the
 # Twitter API carry the untruncated tweet there (and a truncated `text`, when both are present).
 TEXT_COLUMNS = ("full_text", "text", "tweet", "tweet_text", "content")
-TEXT_COLUMN_NAMES = "text, full_text, tweet, tweet_text or content"
+TEXT_COLUMN_NAMES = _in_words(TEXT_COLUMNS)
 ID_COLUMNS = ("id", "id_str", "tweet_id")
 """Where a row's id is carried from, first match wins (`id_str`: the Twitter API's exact string form)."""
 CSV_DELIMITERS = (",", ";", "\t", "|")

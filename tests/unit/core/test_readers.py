@@ -252,7 +252,7 @@ def test_jsonl_broken_non_object_and_missing_text_lines_are_error_rows():
     assert all("of x.jsonl" in i.message for i in items if isinstance(i, Rejected))
     messages = {i.line: i.message for i in items if isinstance(i, Rejected)}
     assert "is an array, not an object" in messages[3] and '"text" is a number, not a string' in messages[5]
-    assert "has no text field (text, full_text, tweet, tweet_text or content)" in messages[4]
+    assert "has no text field (full_text, text, tweet, tweet_text or content)" in messages[4]
     assert messages[4].endswith("or set TEXT_COLUMN to the field that holds it")
 
 
