@@ -170,10 +170,11 @@ artifact it ships, from `../shared/data/emotion/` (or `--data-dir`), into `--out
    tenth of E-c train is held out ("ec-val"); E-c dev's single-label rows ("ec-dev", 444) are reported every epoch
    and at the end, never trained or selected on.
 2. **Transformer** (`training/transformer.py`): fine-tunes MiniLM-L6 on texts normalized with
-   `tweetmood.normalize.normalize_tweet` (`tweet-v2`, the function serving applies), optionally distilling teachers
-   (`--teachers`: checkpoints, serving directories, or `git:REV:PATH` for a model an earlier commit shipped) on the
-   rows `--teacher-sources` names; picks the best evaluation by the mean of emotion-validation macro-F1 and ec-val
-   accuracy; saves a Hugging Face checkpoint under `<output-dir>/transformer/checkpoint/`.
+   `tweetmood.normalize.normalize_tweet` (the version `NORMALIZATION_VERSION` names, recorded in model.json; the
+   function serving applies), optionally distilling teachers (`--teachers`: checkpoints, serving directories, or
+   `git:REV:PATH` for a model an earlier commit shipped) on the rows `--teacher-sources` names; picks the best
+   evaluation by the mean of emotion-validation macro-F1 and ec-val accuracy; saves a Hugging Face checkpoint
+   under `<output-dir>/transformer/checkpoint/`.
 3. **Export** (`training/export.py`): ONNX export with optimum (dynamic batch and sequence axes), fused with
    onnxruntime's BERT optimizer (attention, LayerNorm, GELU; checked to match the plain export within 1e-4) for the
    float32 artifact; the int8 artifact is quantized from the plain export (`--quantization`, default
