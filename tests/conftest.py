@@ -38,27 +38,6 @@ def tiny_classifier(tiny_model_dir):
 
 
 @pytest.fixture
-def tiny_model_with(tmp_path, tiny_model_dir):
-    """A copy of the tiny model whose model.json has the given fields changed (None removes one)."""
-    import json
-    import shutil
-
-    def copy(**fields) -> Path:
-        target = tmp_path / "model"
-        shutil.copytree(tiny_model_dir, target)
-        meta = json.loads((target / "model.json").read_text())
-        for key, value in fields.items():
-            if value is None:
-                meta.pop(key, None)
-            else:
-                meta[key] = value
-        (target / "model.json").write_text(json.dumps(meta))
-        return target
-
-    return copy
-
-
-@pytest.fixture
 def aws_credentials(monkeypatch):
     """Dummy credentials and no endpoint overrides, so nothing can reach a real AWS account."""
     for name, value in {

@@ -1,15 +1,11 @@
 """One text normalization shared by training and serving, so both see the same text.
 
-Three versions exist; a model directory names the one it was trained with (`model.json["normalization"]`) and the
+Two versions exist; a model directory names the one it was trained with (`model.json["normalization"]`) and the
 classifier applies exactly that one:
 - `tweet-v1`: the clean, lower-cased, punctuation-free form of the emotion corpus; emoji kept as symbols (which
   the WordPiece vocabulary does not know, so the model saw `[UNK]`).
-- `tweet-v2`: v1 plus HTML entities unescaped, emoji and emoticons turned into words the tokenizer
+- `tweet-v2` (new models): v1 plus HTML entities unescaped, emoji and emoticons turned into words the tokenizer
   knows ("😭" -> "loudly crying face"), skin tones, zero-width joiners and variation selectors dropped.
-- `tweet-v3` (new models): v2 plus line breaks written as the two characters `\\n` (as exports such as the SemEval
-  files escape them) read as spaces, and emoticons that are glued to a word or drawn out (`day:)`, `:((((`,
-  `=[`, `love<333`) read as the emoji words of their plain form. v2 left both to punctuation stripping: an
-  escaped break glued a stray "n" to the next word, and the emoticon vanished.
 """
 
 from __future__ import annotations
@@ -22,7 +18,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
-NORMALIZATION_VERSION = "tweet-v3"
+NORMALIZATION_VERSION = "tweet-v2"
 """What new models are trained with."""
 
 _URL = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
@@ -135,36 +131,6 @@ def emoticons_to_words(text: str) -> str:
     return " ".join(EMOTICONS.get(token, token) for token in text.split())
 
 
-# v3: an emoticon glued to a word or with its mouth drawn out. Eyes `:` `;` `=` (an optional `>` for anger, an
-# optional nose `-` or tear `'`), then one mouth character repeated. Not after a digit, `:`, `/`, `=` or `;`
-# ("12:30", "std::", URLs are gone by then) and not before a letter or digit ("Note:Does", "C:\\Users").
-_GLUED_EMOTICON = re.compile(r"(?<![0-9:/=;])(>?)([:;=])(['-]?)([)\](\[DPpOo/\\|*])\4*(?![A-Za-z0-9])")
-_GLUED_HEART = re.compile(r"(?<!/)<3+(?![0-9])")
-_LAUGHING_X = re.compile(r"(?<![A-Za-z0-9])[xX]D+(?![A-Za-z0-9])")
-_ESCAPED_BREAK = re.compile(r"\\[nrt]")
-_MOUTHS = {")": ")", "]": ")", "(": "(", "[": "(", "D": "D", "P": "P", "p": "P", "/": "/", "\\": "/",
-           "|": "|", "*": "*", "O": "O", "o": "O"}
-
-
-def _glued_emoticon_words(match: re.Match) -> str:
-    """The words of the plain emoticon a glued or drawn-out one stands for (`:-)))` -> ":)" -> its words); a form
-    the table lacks falls back to plainer ones (`;'(` -> ":'(", `;P` -> ":P")."""
-    angry, eyes, nose, mouth = match.groups()
-    tear, mouth = ("'" if nose == "'" else ""), _MOUTHS[mouth]
-    eyes = ":" if eyes == "=" else eyes
-    for plain in (angry + eyes + tear + mouth, angry + ":" + tear + mouth, ":" + tear + mouth, ":" + mouth):
-        if plain in EMOTICONS:
-            return f" {EMOTICONS[plain]} "
-    return f" {match.group(0)} "
-
-
-def glued_emoticons_to_words(text: str) -> str:
-    """`today:)` -> "today slightly smiling face", `:((((` -> "frowning face", `love<333` -> "love red heart"."""
-    text = _GLUED_HEART.sub(" red heart ", text)
-    text = _LAUGHING_X.sub(f" {EMOTICONS['xD']} ", text)
-    return _GLUED_EMOTICON.sub(_glued_emoticon_words, text)
-
-
 def normalize_v2(text: str) -> str:
     """v1 for real tweets: `&amp;` and friends unescaped, emoticons and emoji turned into words, then v1's steps.
 
@@ -177,16 +143,7 @@ def normalize_v2(text: str) -> str:
     return _v1_tail(text)
 
 
-def normalize_v3(text: str) -> str:
-    """v2 with escaped line breaks read as spaces and glued or drawn-out emoticons read as words (module doc)."""
-    text = html.unescape(_ESCAPED_BREAK.sub(" ", text))
-    text = glued_emoticons_to_words(emoticons_to_words(_URL.sub(" ", text)))
-    text = emoji_to_words(unicodedata.normalize("NFKC", text))
-    return _v1_tail(text)
-
-
-NORMALIZERS: dict[str, Callable[[str], str]] = {"tweet-v1": normalize_v1, "tweet-v2": normalize_v2,
-                                                "tweet-v3": normalize_v3}
+NORMALIZERS: dict[str, Callable[[str], str]] = {"tweet-v1": normalize_v1, "tweet-v2": normalize_v2}
 
 
 def normalizer_for(version: str) -> Callable[[str], str] | None:

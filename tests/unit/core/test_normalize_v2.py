@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+
 import pytest
 
 from tweetmood.classifier import Classifier, ModelError
-from tweetmood.normalize import normalize_v1, normalize_v2, normalizer_for
+from tweetmood.normalize import NORMALIZATION_VERSION, normalize_tweet, normalize_v1, normalize_v2, normalizer_for
 
 pytestmark = pytest.mark.unit
+
+
+def test_new_models_are_trained_with_tweet_v2():
+    assert NORMALIZATION_VERSION == "tweet-v2"
+    assert normalize_tweet("I ❤ it") == normalize_v2("I ❤ it")
 
 
 def test_an_emoji_glued_to_a_word_becomes_its_name_without_eating_the_word():
@@ -60,21 +68,34 @@ def test_unknown_normalization_names_the_supported_ones():
     assert normalizer_for("none") is None
 
 
-def test_a_v1_model_is_still_served_with_v1_normalization(tiny_model_with):
-    classifier = Classifier.from_dir(tiny_model_with(normalization="tweet-v1"), threads=1)
+def _copy_with(tmp_path, model_dir, **fields):
+    target = tmp_path / "model"
+    shutil.copytree(model_dir, target)
+    meta = json.loads((target / "model.json").read_text())
+    for key, value in fields.items():
+        if value is None:
+            meta.pop(key, None)
+        else:
+            meta[key] = value
+    (target / "model.json").write_text(json.dumps(meta))
+    return target
+
+
+def test_a_v1_model_is_still_served_with_v1_normalization(tmp_path, tiny_model_dir):
+    classifier = Classifier.from_dir(_copy_with(tmp_path, tiny_model_dir, normalization="tweet-v1"), threads=1)
     assert classifier.prepare(["so happy 😀 &amp;"]) == [normalize_v1("so happy 😀 &amp;")]
 
 
-def test_a_model_without_the_field_predates_it_and_gets_v1(tiny_model_with):
-    classifier = Classifier.from_dir(tiny_model_with(normalization=None), threads=1)
+def test_a_model_without_the_field_predates_it_and_gets_v1(tmp_path, tiny_model_dir):
+    classifier = Classifier.from_dir(_copy_with(tmp_path, tiny_model_dir, normalization=None), threads=1)
     assert classifier.prepare(["yay 🎉"]) == ["yay 🎉"]
 
 
-def test_a_v2_model_reads_emoji_as_words(tiny_model_with):
-    classifier = Classifier.from_dir(tiny_model_with(normalization="tweet-v2"), threads=1)
+def test_a_v2_model_reads_emoji_as_words(tmp_path, tiny_model_dir):
+    classifier = Classifier.from_dir(_copy_with(tmp_path, tiny_model_dir, normalization="tweet-v2"), threads=1)
     assert classifier.prepare(["yay 🎉"]) == ["yay party popper"]
 
 
-def test_a_model_asking_for_an_unknown_normalization_is_refused_at_load(tiny_model_with):
+def test_a_model_asking_for_an_unknown_normalization_is_refused_at_load(tmp_path, tiny_model_dir):
     with pytest.raises(ModelError, match="model.json.*tweet-v9"):
-        Classifier.from_dir(tiny_model_with(normalization="tweet-v9"), threads=1)
+        Classifier.from_dir(_copy_with(tmp_path, tiny_model_dir, normalization="tweet-v9"), threads=1)

@@ -15,7 +15,7 @@ from training.baselines import train_bilstm, train_dnn  # noqa: E402
 from training.data import Example, Splits  # noqa: E402
 from tweetmood.classifier import Classifier, sha256_file  # noqa: E402
 from tweetmood.encoders import SequenceEncoder, TfidfEncoder  # noqa: E402
-from tweetmood.normalize import NORMALIZATION_VERSION, normalize_tweet  # noqa: E402
+from tweetmood.normalize import normalize_tweet  # noqa: E402
 
 pytestmark = pytest.mark.unit
 
@@ -122,7 +122,7 @@ def test_model_json_carries_the_serving_contract(trained, which, encoder_type):
     assert meta["labels"] == splits.labels
     assert meta["sha256"] == sha256_file(out_dir / meta["model_file"])
     assert meta["version"] == f"{meta['name']}-{meta['sha256'][:8]}"
-    assert meta["normalization"] == NORMALIZATION_VERSION
+    assert meta["normalization"] == "tweet-v2"
     assert meta["encoder"] == {"type": encoder_type, "vocab_file": "vocab.json"}
     assert meta["output"] == {"name": "probabilities", "kind": "probabilities"}
 
