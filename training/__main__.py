@@ -253,11 +253,12 @@ SELF_TAUGHT_QAT = ("--fake-quant", "true", "--teacher-sources", "all", "--distil
 
 
 def train_soup(members: Sequence[str], member_qat: str | None, transformer_argv: Sequence[str],
-               data_dir: str | None, out: Path, real_tweets_dir: str | None):
+               data_dir: str | None, out: Path, real_tweets_dir: str | None, quantization: str, name: str):
     """Train one run per member (the shared options, then the member's), optionally give each a quantization-aware
-    pass taught by its own float scores, then average them (`training.soup.greedy_soup`, selected on held-out data)
-    into `out/transformer`. Returns (splits, the soup's result)."""
-    from training.soup import greedy_soup
+    pass taught by its own float scores, then average them into `out/transformer`, choosing the soup on held-out
+    data as it will be served (`training.soup.served_greedy_soup`: `quantization`, through the parity gate).
+    Returns (splits, the soup's result)."""
+    from training.soup import served_greedy_soup
 
     runs = []
     for i, extra in enumerate(members, 1):
@@ -270,7 +271,7 @@ def train_soup(members: Sequence[str], member_qat: str | None, transformer_argv:
                                          *SELF_TAUGHT_QAT, *shlex.split(member_qat)], data_dir,
                                         out / "members" / f"m{i}-qat", real_tweets_dir)
         runs.append(Path(result.checkpoint_dir).parent)
-    return splits, greedy_soup(runs, splits, out / "transformer")
+    return splits, served_greedy_soup(runs, splits, out / "transformer", quantization, name)
 
 
 def run_all(ns: argparse.Namespace, transformer_argv: Sequence[str]) -> int:
@@ -282,7 +283,8 @@ def run_all(ns: argparse.Namespace, transformer_argv: Sequence[str]) -> int:
         teacher = train_teacher(ns.teacher_base, ns.teacher_args, ns.data_dir, out / "teacher", ns.real_tweets_dir)
         transformer_argv = with_teacher(transformer_argv, str(teacher))
     if ns.member:
-        splits, result = train_soup(ns.member, ns.member_qat, transformer_argv, ns.data_dir, out, ns.real_tweets_dir)
+        splits, result = train_soup(ns.member, ns.member_qat, transformer_argv, ns.data_dir, out, ns.real_tweets_dir,
+                                    ns.quantization, ns.name)
     else:
         _, splits, result = _transformer(transformer_argv, ns.data_dir, out / "transformer", ns.real_tweets_dir)
     training = training_card(json.loads(Path(result.metrics_path).read_text()))
@@ -324,7 +326,7 @@ def _recipe(run: dict) -> str:
     """How one soup member was trained, following a quantization-aware pass back to the run it started from."""
     a = run.get("args", {})
     if not a.get("fake_quant"):
-        return f"{_taught(a)}, {run.get('epochs_run')} epochs, lr {a.get('lr')}"
+        return f"{_taught(a)}, {run.get('epochs_run')} epochs, lr {a.get('lr')}, seed {a.get('seed')}"
     parent = _run_metrics(Path(a.get("base_model", "")))
     self_taught = a.get("teachers") == a.get("base_model")
     return (f"{_recipe(parent) if parent else a.get('base_model')}, then {run.get('epochs_run')} epoch(s) at lr "
@@ -344,7 +346,7 @@ def training_card(run: dict) -> dict:
               f"{a.get('warmup_ratio')}, weight decay {a.get('weight_decay')}, seed {a.get('seed')}")
     card = {"base model": describe_base(pretrained_base(a.get("base_model")))}
     if soup:
-        card["hyperparameters"] = f"{shared} (shared by the members)"
+        card["hyperparameters"] = f"{shared} (shared by the members' last runs)"
         card["device"] = f"{run.get('device')}; each member's time is in its metrics.json"
     else:
         card["hyperparameters"] = (f"lr {a.get('lr')}, {shared}, early stopping on validation macro-F1 "
@@ -354,9 +356,11 @@ def training_card(run: dict) -> dict:
     card["validation"] = (f"accuracy {val.get('accuracy', float('nan')):.4f}, macro-F1 "
                           f"{val.get('macro_f1', float('nan')):.4f} ({val.get('n', '?')} tweets carved from train)")
     if soup:
-        members = run.get("soup_member_runs") or []
-        card["model soup"] = (f"the weight average of {len(members)} runs (training/soup.py), kept on the selection "
-                              f"score {run.get('selection')}: " + "; ".join(
+        members, served = run.get("soup_member_runs") or [], run.get("served_selection")
+        kept = (f"chosen as served (each soup tried exported, put through the parity gate and scored through the "
+                f"serving code) on the selection score {served['selection']} (float weights: {run.get('selection')})"
+                if served else f"kept on the selection score {run.get('selection')}")
+        card["model soup"] = (f"the weight average of {len(members)} runs (training/soup.py), {kept}: " + "; ".join(
                                   f"{Path(m).name}: {_recipe(_run_metrics(Path(m) / 'checkpoint'))}" for m in members))
     elif a.get("teachers"):
         card["distillation"] = _taught(a)

@@ -9,6 +9,7 @@ of the two is kept. Never test data, never E-c dev: the test files are scored on
 
     python -m training.soup --runs runs/student-a runs/student-b runs/student-c --output-dir runs/soup
     python -m training.soup --runs runs/sweep --output-dir runs/soup    # every finished run of a sweep
+    python -m training.soup --runs runs/all/members/m*-qat --served int8-static-fused   # chosen as served (training all)
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shutil
 import time
 from pathlib import Path
 from typing import Sequence
@@ -25,7 +27,8 @@ import torch
 from training.data import Splits, load_splits, resolve_real_tweets_dir, single_label
 from training.rawify import rawify_examples
 from training.transformer import (TransformerArgs, TransformerResult, _evaluate, _load, _write,
-                                  device_name, encode, make_preprocess, resolve_device, selection_score)
+                                  device_name, encode, make_preprocess, resolve_device, save_checkpoint,
+                                  selection_score)
 
 log = logging.getLogger(__name__)
 
@@ -77,45 +80,81 @@ def _compatible(first: dict, other: dict) -> bool:
             and all(a.get(k) == b.get(k) for k in ("seed", "preprocess", "max_length")))
 
 
+class _Pool:
+    """The compatible runs of a soup, loaded once: their weights, one model to load averages into, and the held-out
+    sets the float selection score reads."""
+
+    def __init__(self, runs: Sequence[Path] | Path, splits: Splits, output_dir: Path, device: str,
+                 eval_batch_size: int):
+        candidates = _candidates([runs] if isinstance(runs, Path) else list(runs))
+        self.splits, self.first = splits, candidates[0]
+        self.runs = [c for c in candidates if _compatible(self.first, c)]
+        self.device = resolve_device(device)
+        bf16 = self.device.type == "cuda" and torch.cuda.is_bf16_supported()
+        self.args = TransformerArgs(**{**self.first["metrics"]["args"], "output_dir": str(output_dir)})
+        self.preprocess = make_preprocess(self.args.preprocess)
+        self.tokenizer, self.model = _load(str(self.first["dir"] / "checkpoint"), splits.labels)
+        self.model.to(self.device)
+        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        self.kw = dict(batch_size=eval_batch_size, device=self.device, bf16=bf16, pad_id=pad_id)
+        self.eval_ids = {name: (self.encode(single_label(ex)), splits.label_ids(single_label(ex)))
+                         for name, ex in {"val": splits.val, **splits.extra_val}.items()}
+        self.states = {}
+        for c in self.runs:
+            _, m = _load(str(c["dir"] / "checkpoint"), splits.labels)
+            self.states[c["name"]] = {k: v.detach().float().to(self.device) for k, v in m.state_dict().items()}
+
+    def encode(self, examples) -> list:
+        return encode(self.tokenizer, [self.preprocess(e.text) for e in examples], self.args.max_length)
+
+    def load(self, names: Sequence[str]) -> None:
+        """Put the average of `names`' weights into the model."""
+        self.model.load_state_dict({k: sum(self.states[n][k] for n in names) / len(names) if v.is_floating_point()
+                                    else v for k, v in self.states[names[0]].items()})
+
+    def float_score(self, names: Sequence[str]) -> dict:
+        """The selection score of the soup of `names` in float (PyTorch), with every held-out report."""
+        self.load(names)
+        reports = {name: _evaluate(self.model, ids, y, self.splits.labels, **self.kw)
+                   for name, (ids, y) in self.eval_ids.items()}
+        return {"key": (selection_score(reports), reports["val"]["accuracy"]), "reports": reports}
+
+    def finish(self, members: Sequence[str], best: dict, history: list[dict], started: float) -> TransformerResult:
+        """Write the soup of `members` as a run (checkpoint, metrics.json), scoring the test files once."""
+        self.load(members)
+        splits, kw = self.splits, self.kw
+        y_test = splits.label_ids(splits.test)
+        test_report = _evaluate(self.model, self.encode(splits.test), y_test, splits.labels, **kw)
+        raw_report = _evaluate(self.model, self.encode(rawify_examples(splits.test, self.args.raw_test_seed)), y_test,
+                               splits.labels, **kw)
+        first = self.first["metrics"]
+        train_time = sum(c["metrics"]["train_time_s"] for c in self.runs if c["name"] in members)
+        best = {**best, "report": best["reports"]["val"], "epoch": first["best_epoch"], "step": first["best_step"]}
+        self.model.cpu()
+        result = _write(self.args, self.model, self.tokenizer, best, history, test_report, raw_report,
+                        first["epochs_run"], train_time, device_name(self.device), first["n_train"])
+        m = json.loads(result.metrics_path.read_text())
+        m.update(model="transformer-soup", soup_members=list(members), soup_history=history,
+                 soup_member_runs=[str(c["dir"]) for c in self.runs if c["name"] in members],
+                 soup_time_s=round(time.perf_counter() - started, 1),
+                 train_time_note="train_time_s sums the member runs")
+        if "served" in best:
+            m["served_selection"] = best["served"]
+        result.metrics_path.write_text(json.dumps(m, indent=2) + "\n")
+        return result
+
+
 def greedy_soup(runs: Sequence[Path] | Path, splits: Splits, output_dir: Path, device: str = "auto",
                 eval_batch_size: int = 256) -> TransformerResult:
     """Average compatible runs greedily, and all of them uniformly; keep whichever scores higher on the selection
     score (emotion validation, plus held-out E-c train when the splits carry it), then score the test files once."""
     started = time.perf_counter()
-    candidates = _candidates([runs] if isinstance(runs, Path) else list(runs))
-    first = candidates[0]
-    pool = [c for c in candidates if _compatible(first, c)]
-    dev = resolve_device(device)
-    bf16 = dev.type == "cuda" and torch.cuda.is_bf16_supported()
-    args = TransformerArgs(**{**first["metrics"]["args"], "output_dir": str(output_dir)})
-    preprocess = make_preprocess(args.preprocess)
-    tokenizer, model = _load(str(first["dir"] / "checkpoint"), splits.labels)
-    model.to(dev)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    kw = dict(batch_size=eval_batch_size, device=dev, bf16=bf16, pad_id=pad_id)
-    eval_ids = {name: (encode(tokenizer, [preprocess(e.text) for e in single_label(ex)], args.max_length),
-                       splits.label_ids(single_label(ex)))
-                for name, ex in {"val": splits.val, **splits.extra_val}.items()}
-
-    states = {}
-    for c in pool:
-        _, m = _load(str(c["dir"] / "checkpoint"), splits.labels)
-        states[c["name"]] = {k: v.detach().float().to(dev) for k, v in m.state_dict().items()}
-
-    def average(names: Sequence[str]) -> dict[str, torch.Tensor]:
-        return {k: sum(states[n][k] for n in names) / len(names) if v.is_floating_point() else v
-                for k, v in states[names[0]].items()}
-
-    def score(names: Sequence[str]) -> dict:
-        model.load_state_dict(average(names))
-        reports = {name: _evaluate(model, ids, y, splits.labels, **kw) for name, (ids, y) in eval_ids.items()}
-        return {"key": (selection_score(reports), reports["val"]["accuracy"]), "reports": reports}
-
-    best = score([first["name"]])
-    members, history = [first["name"]], []
-    history.append({"soup": "greedy", "member": first["name"], "accepted": True, "selection": best["key"][0]})
-    for cand in pool[1:]:
-        trial = score(members + [cand["name"]])
+    pool = _Pool(runs, splits, output_dir, device, eval_batch_size)
+    first = pool.runs[0]["name"]
+    best = pool.float_score([first])
+    members, history = [first], [{"soup": "greedy", "member": first, "accepted": True, "selection": best["key"][0]}]
+    for cand in pool.runs[1:]:
+        trial = pool.float_score(members + [cand["name"]])
         accepted = trial["key"] >= best["key"]
         history.append({"soup": "greedy", "member": cand["name"], "accepted": accepted,
                         "selection": trial["key"][0]})
@@ -124,36 +163,81 @@ def greedy_soup(runs: Sequence[Path] | Path, splits: Splits, output_dir: Path, d
         if accepted:
             members.append(cand["name"])
             best = trial
-    if len(pool) > 2 and len(members) < len(pool):
-        uniform = score([c["name"] for c in pool])
+    everyone = [c["name"] for c in pool.runs]
+    if len(everyone) > 2 and len(members) < len(everyone):
+        uniform = pool.float_score(everyone)
         kept = uniform["key"] > best["key"]
-        history.append({"soup": "uniform", "members": [c["name"] for c in pool], "accepted": kept,
-                        "selection": uniform["key"][0]})
-        log.info("uniform soup of %d runs: selection %.4f (%s)", len(pool), uniform["key"][0],
+        history.append({"soup": "uniform", "members": everyone, "accepted": kept, "selection": uniform["key"][0]})
+        log.info("uniform soup of %d runs: selection %.4f (%s)", len(everyone), uniform["key"][0],
                  "kept" if kept else "dropped")
         if kept:
-            members, best = [c["name"] for c in pool], uniform
-    model.load_state_dict(average(members))
+            members, best = everyone, uniform
+    return pool.finish(members, best, history, started)
 
-    y_test = splits.label_ids(splits.test)
-    test_report = _evaluate(model, encode(tokenizer, [preprocess(e.text) for e in splits.test], args.max_length),
-                            y_test, splits.labels, **kw)
-    raw = rawify_examples(splits.test, args.raw_test_seed)
-    raw_report = _evaluate(model, encode(tokenizer, [preprocess(e.text) for e in raw], args.max_length),
-                           y_test, splits.labels, **kw)
-    train_time = sum(c["metrics"]["train_time_s"] for c in pool if c["name"] in members)
-    best.update(report=best["reports"]["val"], epoch=first["metrics"]["best_epoch"],
-                step=first["metrics"]["best_step"])
-    model.cpu()
-    result = _write(args, model, tokenizer, best, history, test_report, raw_report, first["metrics"]["epochs_run"],
-                    train_time, device_name(dev), first["metrics"]["n_train"])
-    m = json.loads(result.metrics_path.read_text())
-    m.update(model="transformer-soup", soup_members=members, soup_history=history,
-             soup_member_runs=[str(c["dir"]) for c in pool if c["name"] in members],
-             soup_time_s=round(time.perf_counter() - started, 1),
-             train_time_note="train_time_s sums the member runs")
-    result.metrics_path.write_text(json.dumps(m, indent=2) + "\n")
-    return result
+
+def served_greedy_soup(runs: Sequence[Path] | Path, splits: Splits, output_dir: Path, quantization: str, name: str,
+                       device: str = "auto", eval_batch_size: int = 256) -> TransformerResult:
+    """The greedy soup chosen on the model as it will be served, not on the float weights.
+
+    Every soup tried (each run alone first) is exported to its `quantization` serving directory, put through the
+    parity gate that shipping applies, and scored on the held-out sets through `tweetmood.Classifier`. Runs are
+    ranked by their own served score, the ones the gate refuses after the ones it passes; a run joins while the soup
+    with it passes the gate (or none so far has) and its served score does not drop; the uniform soup of all is tried
+    last. Averages of runs that did not start from one checkpoint have flatter, more borderline scores than either
+    run, and their int8 graph can fail the gate that the float pick never sees (docs/training.md, "A fifth member")."""
+    from training.evaluate import classification_report
+    from training.export import CALIBRATION_TEXTS, check_parity, export_serving_model
+    from tweetmood.classifier import Classifier
+
+    started = time.perf_counter()
+    pool = _Pool(runs, splits, output_dir, device, eval_batch_size)
+    held_out = {"val": splits.val}
+    if "ec-val" in splits.extra_val:
+        held_out["ec-val"] = single_label(splits.extra_val["ec-val"])
+    calibration = [e.text for e in splits.train[:CALIBRATION_TEXTS]]
+    test_texts, test_labels = [e.text for e in splits.test], [e.label for e in splits.test]
+
+    def served(names: Sequence[str]) -> dict:
+        trial = Path(output_dir) / "trials" / "+".join(names)
+        pool.load(names)
+        checkpoint = save_checkpoint(pool.args, pool.model, pool.tokenizer, trial / "checkpoint")
+        serving = export_serving_model(checkpoint, trial / "export", trial / "serving", splits.labels,
+                                       pool.args.max_length, name, quantization, calibration)
+        parity = check_parity(checkpoint, serving, test_texts, test_labels, raise_on_failure=False)
+        classifier = Classifier.from_dir(serving)
+        reports = {}
+        for set_name, examples in held_out.items():
+            predicted = classifier.predict_proba([e.text for e in examples]).argmax(1)
+            reports[set_name] = classification_report(
+                splits.label_ids(examples), [splits.labels.index(classifier.labels[i]) for i in predicted],
+                splits.labels)
+        shutil.rmtree(trial / "checkpoint")
+        shutil.rmtree(trial / "export")
+        log.info("served soup %s: selection %.4f, gate %s (agreement %.2f%%)", "+".join(names),
+                 selection_score(reports), "passed" if parity.passed else "refused", 100 * parity.agreement)
+        return {"rank": (parity.passed, selection_score(reports), reports["val"]["accuracy"]),
+                "selection": selection_score(reports), "passed": parity.passed, "agreement": parity.agreement}
+
+    alone = {c["name"]: served([c["name"]]) for c in pool.runs}
+    order = sorted(alone, key=lambda n: alone[n]["rank"], reverse=True)
+    members, best = [order[0]], alone[order[0]]
+    history = [{"soup": "served greedy", "member": n, "alone": alone[n]} for n in order]
+    history[0]["accepted"] = True
+    for entry in history[1:]:
+        trial = served(members + [entry["member"]])
+        entry.update(soup=trial, accepted=trial["rank"] >= best["rank"])
+        if entry["accepted"]:
+            members.append(entry["member"])
+            best = trial
+    if len(order) > 2 and len(members) < len(order):
+        uniform = served(order)
+        kept = uniform["rank"] > best["rank"]
+        history.append({"soup": "served uniform", "members": order, "soup_result": uniform, "accepted": kept})
+        if kept:
+            members, best = order, uniform
+    if not best["passed"]:
+        log.warning("no soup of %s passed the parity gate; the export will refuse %s", order, "+".join(members))
+    return pool.finish(members, {**pool.float_score(members), "served": best}, history, started)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -166,11 +250,20 @@ def main(argv: list[str] | None = None) -> int:
                    help="finished runs (each holding metrics.json and checkpoint/), or a sweep's output directory")
     p.add_argument("--output-dir", type=Path, default=Path("runs/soup"))
     p.add_argument("--device", default="auto")
+    p.add_argument("--served", metavar="QUANTIZATION", default=None,
+                   help="choose the soup as it will be served: each soup tried is exported with this quantization "
+                        "(e.g. int8-static-fused), put through the parity gate and scored through the serving "
+                        "classifier (what `training all` does); default: choose on the float weights")
+    p.add_argument("--name", default="tweetmood-minilm-l6", help="model name of the served soups tried")
     args = p.parse_args(argv)
     splits = load_splits(args.data_dir, real_tweets_dir=resolve_real_tweets_dir(args.real_tweets_dir, args.data_dir))
-    result = greedy_soup(args.runs, splits, args.output_dir, args.device)
+    if args.served:
+        result = served_greedy_soup(args.runs, splits, args.output_dir, args.served, args.name, args.device)
+    else:
+        result = greedy_soup(args.runs, splits, args.output_dir, args.device)
     metrics = json.loads(result.metrics_path.read_text())
-    print(json.dumps({"members": metrics["soup_members"], "selection": metrics["selection"],
+    served = {"served_selection": metrics["served_selection"]["selection"]} if "served_selection" in metrics else {}
+    print(json.dumps({"members": metrics["soup_members"], "selection": metrics["selection"], **served,
                       **{f"{k}_accuracy": v["accuracy"] for k, v in metrics.items() if k.startswith("ec_")},
                       "val_macro_f1": result.val["macro_f1"], "test_accuracy": result.test["accuracy"],
                       "test_macro_f1": result.test["macro_f1"], "raw_test_accuracy": result.test_raw["accuracy"],

@@ -652,19 +652,24 @@ def _progress(loader, enabled: bool, desc: str):
     return tqdm(loader, desc=desc, leave=False, mininterval=1.0 if sys.stderr.isatty() else 30.0)
 
 
+def save_checkpoint(args, model, tokenizer, checkpoint: Path) -> Path:
+    """`model` and `tokenizer` as a save_pretrained directory, with what the exporter needs to reproduce the
+    training-time text path at serving time (`tweetmood_training.json`)."""
+    checkpoint.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(checkpoint)
+    tokenizer.save_pretrained(checkpoint)
+    (checkpoint / "tweetmood_training.json").write_text(json.dumps(
+        {"preprocess": args.preprocess, "normalization": NORMALIZATION_VERSION, "max_length": args.max_length,
+         "labels": [model.config.id2label[i] for i in range(model.config.num_labels)]}, indent=2) + "\n")
+    return checkpoint
+
+
 def _write(args, model, tokenizer, best, history, test_report, raw_report, epochs_run, train_time, device,
            n_train) -> TransformerResult:
     import transformers
 
     out = Path(args.output_dir)
-    checkpoint = out / "checkpoint"
-    checkpoint.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(checkpoint)
-    tokenizer.save_pretrained(checkpoint)
-    # What the exporter needs to reproduce the training-time text path at serving time.
-    (checkpoint / "tweetmood_training.json").write_text(json.dumps(
-        {"preprocess": args.preprocess, "normalization": NORMALIZATION_VERSION, "max_length": args.max_length,
-         "labels": [model.config.id2label[i] for i in range(model.config.num_labels)]}, indent=2) + "\n")
+    checkpoint = save_checkpoint(args, model, tokenizer, out / "checkpoint")
     metrics = {
         "model": "transformer",
         "base_model": args.base_model,

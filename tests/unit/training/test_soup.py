@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -10,7 +11,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from conftest import build_tiny_checkpoint  # noqa: E402
-from training.soup import greedy_soup, main  # noqa: E402
+from training.soup import greedy_soup, main, served_greedy_soup  # noqa: E402
 from training.transformer import TransformerArgs, _load, train_transformer  # noqa: E402
 
 pytestmark = pytest.mark.unit
@@ -107,3 +108,48 @@ def test_a_shallower_run_of_the_same_base_is_left_out(runs, tiny_splits, tmp_pat
     result = greedy_soup([runs["a"], runs["b"], shallow], tiny_splits, tmp_path / "soup", device="cpu")
     scored = {h.get("member") for h in json.loads(result.metrics_path.read_text())["soup_history"]}
     assert scored in ({"a", "b"}, {"one-layer"})  # whichever depth ranks first, the other is never averaged in
+
+
+def _gate_refusing(monkeypatch, refused) -> list[str]:
+    """Make the parity gate refuse the soups `refused(names)` names; returns the soups it was asked about."""
+    import training.export as export_module
+
+    real, asked = export_module.check_parity, []
+
+    def check_parity(checkpoint, serving_dir, *args, **kwargs):
+        names = Path(checkpoint).parent.name.split("+")
+        asked.append("+".join(names))
+        report = real(checkpoint, serving_dir, *args, **{**kwargs, "raise_on_failure": False})
+        report.passed = report.passed and not refused(names)
+        return report
+
+    monkeypatch.setattr(export_module, "check_parity", check_parity)
+    return asked
+
+
+def test_the_served_soup_is_chosen_among_the_soups_the_parity_gate_lets_through(runs, tiny_splits, tmp_path,
+                                                                                 monkeypatch):
+    asked = _gate_refusing(monkeypatch, lambda names: names == ["a"] or {"a", "b"} <= set(names))
+
+    result = served_greedy_soup([runs["a"], runs["b"], runs["c"]], tiny_splits, tmp_path / "soup", "fp32",
+                                "tiny", device="cpu")
+
+    metrics = json.loads(result.metrics_path.read_text())
+    history = metrics["soup_history"]
+    assert asked[:3] == ["a", "b", "c"]  # every run alone first, exported and gated
+    assert history[0]["member"] != "a"  # refused alone, so ranked after the runs the gate passes
+    assert not {"a", "b"} <= set(metrics["soup_members"]) and metrics["served_selection"]["passed"]
+    assert all(0 <= h["alone"]["selection"] <= 1 for h in history if "alone" in h)
+    assert not list((tmp_path / "soup" / "trials").glob("*/checkpoint"))  # the tried weights do not pile up
+    assert (tmp_path / "soup" / "trials" / metrics["soup_members"][0] / "serving" / "model.json").is_file()
+
+
+def test_the_command_line_can_choose_the_soup_as_served(runs, tiny_splits, tmp_path, monkeypatch, capsys):
+    import training.soup as soup_module
+
+    monkeypatch.setattr(soup_module, "load_splits", lambda *args, **kwargs: tiny_splits)
+    asked = _gate_refusing(monkeypatch, lambda names: False)
+
+    assert main(["--runs", str(runs["a"]), str(runs["b"]), "--real-tweets-dir", "none", "--served", "fp32",
+                 "--output-dir", str(tmp_path / "served")]) == 0
+    assert set(json.loads(capsys.readouterr().out)["members"]) <= {"a", "b"} and {"a", "b"} <= set(asked)

@@ -56,7 +56,7 @@ def test_one_command_can_train_the_teacher_first_and_distil_it_into_the_student(
     assert student["args"]["teachers"] == str(out / "teacher" / "checkpoint")
 
 
-def test_one_command_can_make_the_student_a_soup_of_members_each_taught_through_the_int8_rounding(
+def test_one_command_can_make_the_student_a_soup_of_members_taught_through_the_int8_rounding_and_chosen_as_served(
         data, tmp_path, tiny_checkpoint):
     from training.__main__ import main
 
@@ -79,6 +79,7 @@ def test_one_command_can_make_the_student_a_soup_of_members_each_taught_through_
     assert soup["model"] == "transformer-soup" and set(soup["soup_members"]) <= {"m1-qat", "m2-qat"}
     card = (out / "serving-int8" / "README.md").read_text()
     assert "- model soup: the weight average of " in card and "through the served int8 rounding" in card
+    assert "chosen as served" in card and soup["served_selection"]["passed"]  # picked through the parity gate
     assert f"- base model: {tiny_checkpoint}" in card  # the pretrained encoder, not a member's checkpoint
 
 
