@@ -184,7 +184,8 @@ def served_greedy_soup(runs: Sequence[Path] | Path, splits: Splits, output_dir: 
     ranked by their own served score, the ones the gate refuses after the ones it passes; a run joins while the soup
     with it passes the gate (or none so far has) and its served score does not drop; the uniform soup of all is tried
     last. Averages of runs that did not start from one checkpoint have flatter, more borderline scores than either
-    run, and their int8 graph can fail the gate that the float pick never sees (docs/training.md, "A fifth member")."""
+    run, and their int8 graph can fail the gate that the float pick never sees (docs/training.md, "A fourth member with its own seed,
+    and a soup chosen as served")."""
     from training.evaluate import classification_report
     from training.export import CALIBRATION_TEXTS, check_parity, export_serving_model
     from tweetmood.classifier import Classifier
@@ -225,14 +226,14 @@ def served_greedy_soup(runs: Sequence[Path] | Path, splits: Splits, output_dir: 
     history[0]["accepted"] = True
     for entry in history[1:]:
         trial = served(members + [entry["member"]])
-        entry.update(soup=trial, accepted=trial["rank"] >= best["rank"])
+        entry.update(trial=trial, accepted=trial["rank"] >= best["rank"])
         if entry["accepted"]:
             members.append(entry["member"])
             best = trial
     if len(order) > 2 and len(members) < len(order):
         uniform = served(order)
         kept = uniform["rank"] > best["rank"]
-        history.append({"soup": "served uniform", "members": order, "soup_result": uniform, "accepted": kept})
+        history.append({"soup": "served uniform", "members": order, "trial": uniform, "accepted": kept})
         if kept:
             members, best = order, uniform
     if not best["passed"]:

@@ -139,6 +139,7 @@ def test_the_served_soup_is_chosen_among_the_soups_the_parity_gate_lets_through(
     assert asked[:3] == ["a", "b", "c"]  # every run alone first, exported and gated
     assert history[0]["member"] != "a"  # refused alone, so ranked after the runs the gate passes
     assert not {"a", "b"} <= set(metrics["soup_members"]) and metrics["served_selection"]["passed"]
+    assert [h["soup"] for h in history][:3] == ["served greedy"] * 3
     assert all(0 <= h["alone"]["selection"] <= 1 for h in history if "alone" in h)
     assert not list((tmp_path / "soup" / "trials").glob("*/checkpoint"))  # the tried weights do not pile up
     assert (tmp_path / "soup" / "trials" / metrics["soup_members"][0] / "serving" / "model.json").is_file()
