@@ -184,8 +184,8 @@ def served_greedy_soup(runs: Sequence[Path] | Path, splits: Splits, output_dir: 
     ranked by their own served score, the ones the gate refuses after the ones it passes; a run joins while the soup
     with it passes the gate (or none so far has) and its served score does not drop; the uniform soup of all is tried
     last. Averages of runs that did not start from one checkpoint have flatter, more borderline scores than either
-    run, and their int8 graph can fail the gate that the float pick never sees (docs/training.md, "A fourth member with its own seed,
-    and a soup chosen as served")."""
+    run, and their int8 graph can fail the gate that the float pick never sees (docs/training.md, "A fourth member
+    with its own seed, and a soup chosen as served")."""
     from training.evaluate import classification_report
     from training.export import CALIBRATION_TEXTS, check_parity, export_serving_model
     from tweetmood.classifier import Classifier
