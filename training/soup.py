@@ -183,11 +183,12 @@ def served_greedy_soup(runs: Sequence[Path] | Path, splits: Splits, output_dir: 
     parity gate that shipping applies, and scored on the held-out sets through `tweetmood.Classifier`. Runs are
     ranked by their own served score, the ones the gate refuses after the ones it passes; a run joins while the soup
     with it passes the gate (or none so far has) and its served score does not drop; the uniform soup of all is tried
-    last. Averages of runs that did not start from one checkpoint have flatter, more borderline scores than either
-    run, and their int8 graph can fail the gate that the float pick never sees (docs/training.md, "A fourth member
+    last. Averages that take in a run trained from another seed came out of training less confident than their
+    runs, and their int8 graph can fail the gate that the float pick never sees (docs/training.md, "A fourth member
     with its own seed, and a soup chosen as served")."""
     from training.evaluate import classification_report
     from training.export import CALIBRATION_TEXTS, check_parity, export_serving_model
+    from training.report import predict_labels
     from tweetmood.classifier import Classifier
 
     started = time.perf_counter()
@@ -206,18 +207,18 @@ def served_greedy_soup(runs: Sequence[Path] | Path, splits: Splits, output_dir: 
                                        pool.args.max_length, name, quantization, calibration)
         parity = check_parity(checkpoint, serving, test_texts, test_labels, raise_on_failure=False)
         classifier = Classifier.from_dir(serving)
-        reports = {}
-        for set_name, examples in held_out.items():
-            predicted = classifier.predict_proba([e.text for e in examples]).argmax(1)
-            reports[set_name] = classification_report(
-                splits.label_ids(examples), [splits.labels.index(classifier.labels[i]) for i in predicted],
-                splits.labels)
+        index = {label: i for i, label in enumerate(classifier.labels)}
+        reports = {set_name: classification_report([index[e.label] for e in examples],
+                                                   predict_labels(classifier, [e.text for e in examples]),
+                                                   classifier.labels)
+                   for set_name, examples in held_out.items()}
         shutil.rmtree(trial / "checkpoint")
         shutil.rmtree(trial / "export")
-        log.info("served soup %s: selection %.4f, gate %s (agreement %.2f%%)", "+".join(names),
-                 selection_score(reports), "passed" if parity.passed else "refused", 100 * parity.agreement)
-        return {"rank": (parity.passed, selection_score(reports), reports["val"]["accuracy"]),
-                "selection": selection_score(reports), "passed": parity.passed, "agreement": parity.agreement}
+        selection = selection_score(reports)
+        log.info("served soup %s: selection %.4f, gate %s (agreement %.2f%%)", "+".join(names), selection,
+                 "passed" if parity.passed else "refused", 100 * parity.agreement)
+        return {"rank": (parity.passed, selection, reports["val"]["accuracy"]), "selection": selection,
+                "passed": parity.passed, "agreement": parity.agreement}
 
     alone = {c["name"]: served([c["name"]]) for c in pool.runs}
     order = sorted(alone, key=lambda n: alone[n]["rank"], reverse=True)
