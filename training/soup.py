@@ -1,11 +1,12 @@
 """Model soup: average the weights of fine-tuned runs that share a base, kept while the selection score does not drop.
 
-Runs fine-tuned from the same pretrained encoder with the same seed sit in one basin, so their
-averaged weights score like an ensemble at the cost of one model (Wortsman et al., 2022,
-"Model soups"). The greedy soup adds runs best-first while the score the runs were selected on
-(emotion validation macro-F1, averaged with held-out E-c train accuracy when real tweets are in
-the data) does not drop; the uniform soup of every compatible run is scored too, and the better
-of the two is kept. Never test data, never E-c dev: the test files are scored once, at the end.
+Runs fine-tuned from the same pretrained encoder tend to sit in one basin, so their averaged weights score like an
+ensemble at the cost of one model (Wortsman et al., 2022, "Model soups"). Runs from other seeds are averaged too
+(their classifier heads start apart; the shipped soup holds one), and whether a run helps is left to the score. The
+greedy soup adds runs best-first while the score the runs were selected on (emotion validation macro-F1, averaged with
+held-out E-c train accuracy when real tweets are in the data) does not drop; the uniform soup of every compatible run
+is scored too, and the better of the two is kept. Never test data, never E-c dev: the test files are scored once, at
+the end.
 
     python -m training.soup --runs runs/student-a runs/student-b runs/student-c --output-dir runs/soup
     python -m training.soup --runs runs/sweep --output-dir runs/soup    # every finished run of a sweep
@@ -72,12 +73,14 @@ def _architecture(run: Path) -> tuple:
 
 
 def _compatible(first: dict, other: dict) -> bool:
-    """Averaging needs one architecture and one basin: the same pretrained base and shape, the same seed (so the same
-    data order) and text path."""
+    """Averaging needs one architecture and one starting point: the same pretrained base and shape, and one text path.
+    The seed is not a condition: the same base already puts runs in one basin, and a run from another seed joins the
+    soup only if the score does not drop (docs/training.md, "A fourth member with its own seed"). A pass that
+    continues another run was already averaged this way, since it carries its own seed, whatever its parent's was."""
     a, b = first["metrics"]["args"], other["metrics"]["args"]
     return (pretrained_base(a["base_model"]) == pretrained_base(b["base_model"])
             and _architecture(first["dir"]) == _architecture(other["dir"])
-            and all(a.get(k) == b.get(k) for k in ("seed", "preprocess", "max_length")))
+            and all(a.get(k) == b.get(k) for k in ("preprocess", "max_length")))
 
 
 class _Pool:
