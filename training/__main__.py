@@ -135,7 +135,7 @@ def export_and_gate(checkpoint: Path, splits: Splits, out: Path, quantization: s
     from training.export import (CALIBRATION_TEXTS, batch_independence, export_onnx, export_serving_model,
                                  write_model_card, write_serving_dir)
     from training.rawify import RAW_TEST_SEED, rawify_examples
-    from training.report import evaluate_model_dir
+    from training.report import evaluate_model_dir, real_tweet_sets
     from tweetmood.classifier import Classifier
 
     labels, max_length, base_model = _checkpoint_settings(checkpoint, splits.labels)
@@ -158,7 +158,7 @@ def export_and_gate(checkpoint: Path, splits: Splits, out: Path, quantization: s
         independence = batch_independence(Classifier.from_dir(serving), test_texts[:256])
         results[key] = evaluate_model_dir(serving, splits.test, raw_test, train_time_s=train_time_s, device=device,
                                           extra={"batch_independence_max_abs_diff": independence},
-                                          real_tweets=splits.extra_val.get("ec-dev"))
+                                          **real_tweet_sets(splits))
         write_model_card(serving, card)
     return {"fp32_dir": fp32_dir, "int8_dir": int8_dir, **results}
 
@@ -212,13 +212,13 @@ def _transformer(argv: Sequence[str], data_dir: str | None, output_dir: Path, re
 
 def _baselines(splits: Splits, out: Path, raw_test) -> dict:
     from training.baselines import train_bilstm, train_dnn
-    from training.report import evaluate_model_dir
+    from training.report import evaluate_model_dir, real_tweet_sets
 
     metrics = {}
     for key, train in (("dnn", train_dnn), ("bilstm", train_bilstm)):
         result = train(splits, out / key)
         metrics[key] = evaluate_model_dir(result.out_dir, splits.test, raw_test,
-                                          real_tweets=splits.extra_val.get("ec-dev"))
+                                          **real_tweet_sets(splits))
     return metrics
 
 
@@ -419,11 +419,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if ns.command == "evaluate":
             from training.rawify import RAW_TEST_SEED, rawify_examples
-            from training.report import evaluate_model_dir
+            from training.report import evaluate_model_dir, real_tweet_sets
 
             splits = load_splits(ns.data_dir, real_tweets_dir=resolve_real_tweets_dir(ns.real_tweets_dir, ns.data_dir))
             metrics = evaluate_model_dir(ns.model, splits.test, rawify_examples(splits.test, RAW_TEST_SEED),
-                                         real_tweets=splits.extra_val.get("ec-dev"))
+                                         **real_tweet_sets(splits))
             print(json.dumps({k: metrics.get(k) for k in ("version", "accuracy", "macro_f1", "cpu_tweets_per_s")}
                              | {"raw_test_accuracy": metrics["raw_test"]["accuracy"]}, indent=2))
             return 0

@@ -47,6 +47,9 @@ class Splits:
     extra_val: dict[str, list[Example]] = field(default_factory=dict)
     """Further named evaluation sets, scored every epoch: "ec-val" (held out of E-c train, used with `val` for model
     selection and for calibration) and "ec-dev" (E-c dev, rows with exactly one of the labels: reported only)."""
+    report_only: dict[str, list[Example]] = field(default_factory=dict)
+    """Named sets scored once, on the exported model, and never during training: "ec-dev-mixed" (E-c dev rows that
+    carry two or more of the labels; is the model's top label one of theirs)."""
 
     def label_ids(self, examples: Sequence[Example]) -> list[int]:
         index = {label: i for i, label in enumerate(self.labels)}
@@ -205,6 +208,11 @@ def single_label(examples: Sequence[Example]) -> list[Example]:
     return [e for e in examples if e.targets is None]
 
 
+def mixed_label(examples: Sequence[Example]) -> list[Example]:
+    """The rows that carry several labels (a soft target): tweets with two emotions at once."""
+    return [e for e in examples if e.targets is not None]
+
+
 def target_matrix(examples: Sequence[Example], labels: Sequence[str]) -> np.ndarray:
     """One row per example: its soft target when it has one, else one-hot on its label."""
     index = {label: i for i, label in enumerate(labels)}
@@ -220,7 +228,8 @@ def target_matrix(examples: Sequence[Example], labels: Sequence[str]) -> np.ndar
 def add_real_tweets(splits: Splits, ec_dir: str | Path, *, val_fraction: float = 0.1, seed: int = 13,
                     multi: str = "soft") -> Splits:
     """Train on E-c train as well: a seeded `val_fraction` of it is held out as "ec-val"; E-c dev (its single-label
-    rows) becomes "ec-dev", which is reported and never trained on."""
+    rows) becomes "ec-dev", which is reported and never trained on; its rows with several of the labels become the
+    report-only "ec-dev-mixed"."""
     ec_dir = Path(ec_dir)
     train = load_ec(ec_dir / "train.tsv", splits.labels, multi=multi)
     rng = random.Random(seed)
@@ -234,8 +243,10 @@ def add_real_tweets(splits: Splits, ec_dir: str | Path, *, val_fraction: float =
     rng.shuffle(combined)
     extra = dict(splits.extra_val)
     extra["ec-val"] = ec_val
-    extra["ec-dev"] = single_label(load_ec(ec_dir / "dev.tsv", splits.labels, multi="drop"))
-    return Splits(train=combined, val=splits.val, test=splits.test, labels=splits.labels, extra_val=extra)
+    dev = load_ec(ec_dir / "dev.tsv", splits.labels)
+    extra["ec-dev"] = single_label(dev)
+    return Splits(train=combined, val=splits.val, test=splits.test, labels=splits.labels, extra_val=extra,
+                  report_only={**splits.report_only, "ec-dev-mixed": mixed_label(dev)})
 
 
 def resolve_real_tweets_dir(value: str | None, data_dir: str | Path | None = None) -> Path | None:

@@ -512,6 +512,12 @@ def write_model_card(serving_dir: str | Path, card: dict) -> Path:
     if "ec_dev" in metrics:
         lines += [f"| real tweets: SemEval-2018 E-c dev, the {metrics['ec_dev'].get('n', 444)} rows with exactly one of "
                   f"the six | {pct('accuracy', metrics['ec_dev'])} | {pct('macro_f1', metrics['ec_dev'])} |"]
+    mixed = metrics.get("ec_dev_mixed") or {}
+    if mixed.get("n"):
+        lines += ["", f"Tweets with two emotions at once (E-c dev, the {mixed['n']} rows with two or more of the six): "
+                      f"the top label is one of theirs for {mixed['top1_in_labels']:.2%}"
+                  + (f"; on the {mixed['n_two']} with exactly two, the top two labels are those two for "
+                     f"{mixed['top2_are_labels']:.2%}" if mixed.get("n_two") else "") + "."]
     calibration = metrics.get("calibration")
     if calibration:
         eces = "; ".join(f"{name} {r['ece_before']:.3f} → {r['ece_after']:.3f}" for name, r in calibration.items()

@@ -9,7 +9,7 @@ from typing import Sequence
 
 import numpy as np
 
-from training.data import Example
+from training.data import Example, Splits
 from training.evaluate import classification_report
 from tweetmood.classifier import Classifier
 
@@ -34,10 +34,27 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def predict_scores(classifier: Classifier, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+    """Served probabilities, a row per text, through the serving path (normalization, encoder, session)."""
+    out = [classifier.predict_proba(list(texts[i : i + batch_size])) for i in range(0, len(texts), batch_size)]
+    return np.concatenate(out) if out else np.zeros((0, len(classifier.labels)), dtype=np.float32)
+
+
 def predict_labels(classifier: Classifier, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
     """Label indices through the serving path (normalization, encoder, session)."""
-    out = [classifier.predict_proba(list(texts[i : i + batch_size])).argmax(1) for i in range(0, len(texts), batch_size)]
-    return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
+    return predict_scores(classifier, texts, batch_size).argmax(1)
+
+
+def mixed_emotion_report(classifier: Classifier, examples: Sequence[Example]) -> dict:
+    """How the served model ranks tweets that carry two or more emotions (rows with a soft target, in the label order
+    of training): the share whose top label is one of theirs, and, over the rows with exactly two, the share whose top
+    two labels are those two."""
+    carried = [{i for i, t in enumerate(e.targets) if t > 0} for e in examples]
+    ranked = np.argsort(-predict_scores(classifier, [e.text for e in examples]), axis=1)
+    two = [i for i, c in enumerate(carried) if len(c) == 2]
+    share = lambda hits: round(float(np.mean(hits)), 4) if hits else None  # noqa: E731
+    return {"n": len(examples), "top1_in_labels": share([ranked[i, 0] in c for i, c in enumerate(carried)]),
+            "n_two": len(two), "top2_are_labels": share([set(ranked[i, :2]) == carried[i] for i in two])}
 
 
 def measure_tweets_per_second(model_dir: str | Path, texts: Sequence[str], batch_size: int = 64) -> float:
@@ -47,12 +64,19 @@ def measure_tweets_per_second(model_dir: str | Path, texts: Sequence[str], batch
     return tweets_per_second(Classifier.from_dir(model_dir, threads=1), texts, batch_size)
 
 
+def real_tweet_sets(splits: Splits) -> dict:
+    """E-c dev's single-label and mixed rows when the splits carry real tweets, as `evaluate_model_dir` arguments."""
+    return {"real_tweets": splits.extra_val.get("ec-dev"), "mixed_tweets": splits.report_only.get("ec-dev-mixed")}
+
+
 def evaluate_model_dir(model_dir: str | Path, test: Sequence[Example], raw_test: Sequence[Example] | None = None,
                        *, train_time_s: float | None = None, device: str | None = None, extra: dict | None = None,
-                       speed: bool = True, real_tweets: Sequence[Example] | None = None) -> dict:
+                       speed: bool = True, real_tweets: Sequence[Example] | None = None,
+                       mixed_tweets: Sequence[Example] | None = None) -> dict:
     """Evaluate a serving directory on `test` (and `raw_test`, and `real_tweets`: E-c dev's single-label rows, as
-    metrics["ec_dev"]) through `Classifier` and merge the result into its metrics.json (keys the trainer wrote, such
-    as parity or history, are kept). Also writes confusion_matrix.png."""
+    metrics["ec_dev"], and `mixed_tweets`: its rows with two or more of the labels, as metrics["ec_dev_mixed"])
+    through `Classifier` and merge the result into its metrics.json (keys the trainer wrote, such as parity or
+    history, are kept). Also writes confusion_matrix.png."""
     model_dir = Path(model_dir)
     classifier = Classifier.from_dir(model_dir)
     labels = classifier.labels
@@ -69,6 +93,8 @@ def evaluate_model_dir(model_dir: str | Path, test: Sequence[Example], raw_test:
     if real_tweets:
         metrics["ec_dev"] = classification_report([index[e.label] for e in real_tweets],
                                                   predict_labels(classifier, [e.text for e in real_tweets]), labels)
+    if mixed_tweets:
+        metrics["ec_dev_mixed"] = mixed_emotion_report(classifier, mixed_tweets)
     if train_time_s is not None:
         metrics["train_time_s"] = round(float(train_time_s), 1)
     if device is not None:

@@ -88,6 +88,7 @@ def test_e_c_train_joins_training_with_a_held_out_part_and_dev_is_only_evaluated
     trained = {e.text for e in splits.train if e.source == REAL_TWEETS}
     assert len(held) == 10 and not held & trained and len(held | trained) == 41
     assert [e.text for e in splits.extra_val["ec-dev"]] == ["dev one"]
+    assert [e.text for e in splits.report_only["ec-dev-mixed"]] == ["dev two"]  # scored on the export, never trained on
     assert sum(e.source == EMOTION for e in splits.train) == 12
 
 

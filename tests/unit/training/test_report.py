@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from training.export import DEFAULT_QUANTIZATION
+from training.export import DEFAULT_QUANTIZATION, write_model_card
 from training.report import REFERENCE_ROWS, evaluate_model_dir, results_table, table_row, write_training_doc
 
 pytestmark = pytest.mark.unit
@@ -34,6 +34,28 @@ def test_evaluation_keeps_what_the_trainer_already_recorded(tiny_serving, tiny_s
     metrics = evaluate_model_dir(serving, tiny_splits.test, speed=False)
     assert metrics["parity"] == {"agreement": 1.0} and metrics["history"] == [1, 2]
     assert "cpu_tweets_per_s" not in metrics
+
+
+def test_tweets_with_two_emotions_count_as_hits_when_the_top_labels_are_theirs(tiny_serving, tiny_splits):
+    from dataclasses import replace
+
+    from training.report import predict_scores
+    from tweetmood.classifier import Classifier
+
+    serving = tiny_serving("fp32")
+    texts = [e.text for e in tiny_splits.test[:8]]
+    ranked = (-predict_scores(Classifier.from_dir(serving), texts)).argsort(1)
+
+    def spread(labels):  # a soft target over `labels` (indices), as the E-c reader writes for a mixed row
+        return tuple(0.5 if i in labels else 0.0 for i in range(len(tiny_splits.labels)))
+
+    theirs = [replace(tiny_splits.test[i], text=t, targets=spread(ranked[i, :2])) for i, t in enumerate(texts[:4])]
+    others = [replace(tiny_splits.test[i], text=t, targets=spread(ranked[i, 2:4])) for i, t in enumerate(texts[4:], 4)]
+    metrics = evaluate_model_dir(serving, tiny_splits.test, speed=False, mixed_tweets=theirs + others)
+
+    assert metrics["ec_dev_mixed"] == {"n": 8, "top1_in_labels": 0.5, "n_two": 8, "top2_are_labels": 0.5}
+    card = write_model_card(serving, {}).read_text()
+    assert "the top label is one of theirs for 50.00%; on the 8 with exactly two" in card
 
 
 def test_the_results_table_has_our_columns_and_the_reference_rows_beside_ours():
