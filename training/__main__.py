@@ -425,7 +425,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             metrics = evaluate_model_dir(ns.model, splits.test, rawify_examples(splits.test, RAW_TEST_SEED),
                                          **real_tweet_sets(splits))
             print(json.dumps({k: metrics.get(k) for k in ("version", "accuracy", "macro_f1", "cpu_tweets_per_s")}
-                             | {"raw_test_accuracy": metrics["raw_test"]["accuracy"]}, indent=2))
+                             | {"raw_test_accuracy": metrics["raw_test"]["accuracy"],
+                                "ec_dev_accuracy": (metrics.get("ec_dev") or {}).get("accuracy"),
+                                "ec_dev_mixed": metrics.get("ec_dev_mixed")}, indent=2))
             return 0
         if ns.command == "publish":
             import boto3

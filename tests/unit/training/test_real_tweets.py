@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -123,3 +125,24 @@ def test_selection_averages_clean_macro_f1_with_held_out_real_tweet_accuracy_and
                "ec-dev": {"macro_f1": 0.0, "accuracy": 0.0}}
     assert selection_score(reports) == pytest.approx(0.85)
     assert selection_score({"val": reports["val"]}) == pytest.approx(0.9)
+
+
+def test_the_evaluate_command_reports_real_tweets_with_one_emotion_and_with_two(tmp_path, tiny_serving, tiny_splits,
+                                                                                 capsys):
+    from training.__main__ import main
+
+    data, ec = tmp_path / "data", tmp_path / "ec"
+    data.mkdir(), ec.mkdir()
+    for name, examples in (("train.txt", tiny_splits.train), ("test.txt", tiny_splits.test)):
+        (data / name).write_text("".join(f"{e.text};{e.label}\n" for e in examples), encoding="utf-8")
+    write_ec(ec / "train.tsv", *(ec_row(i, f"so happy {i}", "joy") for i in range(10)))
+    write_ec(ec / "dev.tsv", ec_row(1, "i am so sad", "sadness"), ec_row(2, "angry and scared", "anger", "fear"),
+             ec_row(3, "love this, so happy", "joy", "love"))
+    serving = tiny_serving("fp32")
+
+    assert main(["evaluate", "--model", str(serving), "--data-dir", str(data), "--real-tweets-dir", str(ec)]) == 0
+
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["ec_dev_accuracy"] in (0.0, 1.0)
+    assert printed["ec_dev_mixed"]["n"] == 2 and printed["ec_dev_mixed"]["n_two"] == 2
+    assert json.loads((serving / "metrics.json").read_text())["ec_dev_mixed"] == printed["ec_dev_mixed"]
