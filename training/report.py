@@ -49,10 +49,15 @@ def mixed_emotion_report(classifier: Classifier, examples: Sequence[Example]) ->
     """How the served model ranks tweets that carry two or more emotions (rows with a soft target, in the label order
     of training): the share whose top label is one of theirs, and, over the rows with exactly two, the share whose top
     two labels are those two."""
+    if any(len(e.targets) != len(classifier.labels) for e in examples):
+        raise ValueError(f"mixed rows must carry a target over the model's {len(classifier.labels)} labels")
     carried = [{i for i, t in enumerate(e.targets) if t > 0} for e in examples]
     ranked = np.argsort(-predict_scores(classifier, [e.text for e in examples]), axis=1)
     two = [i for i, c in enumerate(carried) if len(c) == 2]
-    share = lambda hits: round(float(np.mean(hits)), 4) if hits else None  # noqa: E731
+
+    def share(hits: list[bool]) -> float | None:
+        return round(float(np.mean(hits)), 4) if hits else None
+
     return {"n": len(examples), "top1_in_labels": share([ranked[i, 0] in c for i, c in enumerate(carried)]),
             "n_two": len(two), "top2_are_labels": share([set(ranked[i, :2]) == carried[i] for i in two])}
 
