@@ -45,6 +45,13 @@ def predict_labels(classifier: Classifier, texts: Sequence[str], batch_size: int
     return predict_scores(classifier, texts, batch_size).argmax(1)
 
 
+def served_report(classifier: Classifier, examples: Sequence[Example]) -> dict:
+    """Accuracy, macro-F1, per-class scores and confusion matrix of the served model on single-label `examples`."""
+    index = {label: i for i, label in enumerate(classifier.labels)}
+    return classification_report([index[e.label] for e in examples],
+                                 predict_labels(classifier, [e.text for e in examples]), classifier.labels)
+
+
 def mixed_emotion_report(classifier: Classifier, examples: Sequence[Example]) -> dict:
     """How the served model ranks tweets that carry two or more emotions (rows with a soft target, in the label order
     of training): the share whose top label is one of theirs, and, over the rows with exactly two, the share whose top
@@ -84,20 +91,16 @@ def evaluate_model_dir(model_dir: str | Path, test: Sequence[Example], raw_test:
     history, are kept). Also writes confusion_matrix.png."""
     model_dir = Path(model_dir)
     classifier = Classifier.from_dir(model_dir)
-    labels = classifier.labels
-    index = {label: i for i, label in enumerate(labels)}
     texts = [e.text for e in test]
-    report = classification_report([index[e.label] for e in test], predict_labels(classifier, texts), labels)
+    report = served_report(classifier, test)
     metrics_path = model_dir / "metrics.json"
     metrics = json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path.is_file() else {}
     metrics.update(report)
     metrics["test"] = report
     if raw_test is not None:
-        metrics["raw_test"] = classification_report([index[e.label] for e in raw_test],
-                                                    predict_labels(classifier, [e.text for e in raw_test]), labels)
+        metrics["raw_test"] = served_report(classifier, raw_test)
     if real_tweets:
-        metrics["ec_dev"] = classification_report([index[e.label] for e in real_tweets],
-                                                  predict_labels(classifier, [e.text for e in real_tweets]), labels)
+        metrics["ec_dev"] = served_report(classifier, real_tweets)
     if mixed_tweets:
         metrics["ec_dev_mixed"] = mixed_emotion_report(classifier, mixed_tweets)
     if train_time_s is not None:

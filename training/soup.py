@@ -189,9 +189,8 @@ def served_greedy_soup(runs: Sequence[Path] | Path, splits: Splits, output_dir: 
     last. Averages that take in a run trained from another seed came out of training less confident than their
     runs, and their int8 graph can fail the gate that the float pick never sees (docs/training.md, "A fourth member
     with its own seed, and a soup chosen as served")."""
-    from training.evaluate import classification_report
     from training.export import CALIBRATION_TEXTS, check_parity, export_serving_model
-    from training.report import predict_labels
+    from training.report import served_report
     from tweetmood.classifier import Classifier
 
     started = time.perf_counter()
@@ -210,11 +209,7 @@ def served_greedy_soup(runs: Sequence[Path] | Path, splits: Splits, output_dir: 
                                        pool.args.max_length, name, quantization, calibration)
         parity = check_parity(checkpoint, serving, test_texts, test_labels, raise_on_failure=False)
         classifier = Classifier.from_dir(serving)
-        index = {label: i for i, label in enumerate(classifier.labels)}
-        reports = {set_name: classification_report([index[e.label] for e in examples],
-                                                   predict_labels(classifier, [e.text for e in examples]),
-                                                   classifier.labels)
-                   for set_name, examples in held_out.items()}
+        reports = {set_name: served_report(classifier, examples) for set_name, examples in held_out.items()}
         shutil.rmtree(trial / "checkpoint")
         shutil.rmtree(trial / "export")
         selection = selection_score(reports)
