@@ -96,8 +96,8 @@ queries: $(VENV)/.dev ## write template.yaml's Athena named queries from cli/twe
 # four MiniLM-L6 members it teaches (on all rows at weight 0.3, on the E-c rows only, on all rows at 0.7, and on all
 # rows at 0.3 again from another seed), each then taught through the int8 rounding by its own scores for one epoch;
 # their soup, chosen on held-out data as served (each soup tried exported to int8 and put through the parity gate).
-# bf16 needs a GPU or a CPU with AMX to be fast; on other CPUs drop both --bf16 true. About 3-3.5 h on a 2-core AMX
-# Xeon, summed from the steps' measured times (teacher 73 min, members and passes 75 + 22 min, the served soup
+# bf16 needs a GPU or a CPU with AMX to be fast; on other CPUs drop both --bf16 true. About 3 h on a 2-core AMX Xeon
+# (184 min summed from the steps' measured times: teacher 73 min, members and passes 75 + 22 min, the served soup
 # 4.3 min, baselines ~10 min); not timed as one run.
 TRAIN_RECIPE ?= --teacher-base mpnet-base \
 	--teacher-args="--bf16 true --epochs 3 --patience 2 --lr 4e-5 --real-tweet-weight 1.5" \
