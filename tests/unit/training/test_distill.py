@@ -11,7 +11,10 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from conftest import LABELS, build_tiny_checkpoint  # noqa: E402
-from training.distill import distillation_loss, ensemble_probs, parse_teachers, teacher_logits  # noqa: E402
+from training.data import Example, Splits  # noqa: E402
+from training.distill import (  # noqa: E402
+    distillation_loss, ensemble_probs, ensemble_report, parse_teachers, teacher_logits,
+)
 from training.transformer import TransformerArgs, train_transformer  # noqa: E402
 
 pytestmark = pytest.mark.unit
@@ -49,6 +52,24 @@ def test_each_teacher_reads_text_with_the_preprocessing_it_was_trained_with(teac
                        teacher_logits(teachers[1], ["the i feel happy and"], LABELS, device=device), atol=1e-6)
     assert not np.allclose(teacher_logits(teachers[0], ["i feel happy"], LABELS, device=device),
                            teacher_logits(teachers[0], ["the i feel happy and"], LABELS, device=device), atol=1e-6)
+
+
+def test_the_ensemble_report_covers_real_tweets_on_their_single_label_rows(teachers, tiny_splits, tmp_path):
+    mixed = Example(text=tiny_splits.val[0].text, label=LABELS[0], line=99,
+                    targets=(0.5, 0.5, 0.0, 0.0, 0.0, 0.0), source="ec")
+    splits = Splits(train=tiny_splits.train, val=tiny_splits.val, test=tiny_splits.test, labels=LABELS,
+                    extra_val={"ec-val": tiny_splits.val[:12] + [mixed], "ec-dev": tiny_splits.val[12:]})
+    report = ensemble_report(teachers, splits, device=torch.device("cpu"), cache_dir=tmp_path)
+
+    assert list(report) == ["val", "ec-val", "ec-dev", "test", "selection"]
+    assert report["ec-val"]["ensemble"]["n"] == 12, "a row with two labels has no single right answer"
+    texts = [e.text for e in tiny_splits.val[12:]]
+    both = ensemble_probs(teachers, texts, LABELS, device=torch.device("cpu"), cache_dir=tmp_path)
+    right = both.argmax(1) == np.array(splits.label_ids(tiny_splits.val[12:]))
+    assert report["ec-dev"]["ensemble"]["accuracy"] == pytest.approx(right.mean(), abs=1e-4)
+    assert report["selection"]["ensemble"] == pytest.approx(
+        (report["val"]["ensemble"]["macro_f1"] + report["ec-val"]["ensemble"]["accuracy"]) / 2, abs=1e-6)
+    assert set(report["test"]) == {str(t) for t in teachers} | {"ensemble"}
 
 
 def test_teacher_logits_are_cached_by_checkpoint_and_texts(teachers, tmp_path):
