@@ -205,7 +205,7 @@ def _transformer(argv: Sequence[str], data_dir: str | None, output_dir: Path, re
     ns.pop("data_dir")
     ns.pop("real_tweets_dir")
     splits = load_splits(data_dir, val_fraction=ns.pop("val_fraction"), seed=ns.pop("split_seed"),
-                         real_tweets_dir=resolve_real_tweets_dir(real_tweets_dir, data_dir), ec_none=ns.pop("ec_none"))
+                         real_tweets_dir=resolve_real_tweets_dir(real_tweets_dir, data_dir))
     args = TransformerArgs(**ns)
     return args, splits, train_transformer(args, splits)
 

@@ -36,8 +36,6 @@ class Example:
     """Soft target over the labels (a multi-label row's probability spread); None = one-hot on `label`."""
     source: str = EMOTION
     """Which corpus the row came from: EMOTION or REAL_TWEETS."""
-    emotions: tuple[float, ...] | None = None
-    """E-c rows: all eleven emotions of the task (`EC_EMOTIONS` order) as 0/1, for the auxiliary loss; None elsewhere."""
 
 
 @dataclass
@@ -159,19 +157,15 @@ def default_ec_dir() -> Path | None:
     return SHARED_EC_DIR if (SHARED_EC_DIR / "train.tsv").is_file() else None
 
 
-def load_ec(path: str | Path, labels: Sequence[str], *, multi: str = "soft", none: str = "drop") -> list[Example]:
+def load_ec(path: str | Path, labels: Sequence[str], *, multi: str = "soft") -> list[Example]:
     """Read a SemEval-2018 Task 1 E-c TSV (`ID  Tweet  anger … trust`, 0/1 per emotion, header row).
 
     Only the columns named in `labels` count. A row with exactly one of them is an ordinary example; a row with
     several keeps them all as a soft target spread evenly over them (`multi="soft"`) or is left out
-    (`multi="drop"`); a row with none of them (its emotions — disgust, optimism, trust… — are not ours) is left out
-    (`none="drop"`) or kept with an all-zero target (`none="keep"`: no label loss, only the teachers' and the
-    auxiliary one). Every row also carries all eleven emotions in `Example.emotions` when the header has them.
+    (`multi="drop"`); a row with none of them is left out (its emotions — disgust, optimism, trust… — are not ours).
     """
     if multi not in ("soft", "drop"):
         raise ValueError(f"multi must be 'soft' or 'drop', not {multi!r}")
-    if none not in ("keep", "drop"):
-        raise ValueError(f"none must be 'keep' or 'drop', not {none!r}")
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found")
@@ -183,7 +177,6 @@ def load_ec(path: str | Path, labels: Sequence[str], *, multi: str = "soft", non
             raise DataError(f"{path}:1: expected the E-c header 'ID<tab>Tweet<tab>anger…trust' with the columns "
                             f"{list(labels)}; missing {missing or header[:2]}. Is this a SemEval-2018 E-c file?")
         columns = [header.index(label) for label in labels]
-        all_columns = [header.index(e) for e in EC_EMOTIONS] if set(EC_EMOTIONS) <= set(header) else None
         for line_no, raw in enumerate(fh, start=2):
             raw = raw.rstrip("\r\n")
             if not raw.strip():
@@ -199,20 +192,13 @@ def load_ec(path: str | Path, labels: Sequence[str], *, multi: str = "soft", non
             if not text:
                 raise DataError(f"{path}:{line_no}: empty tweet; remove the line or give it text")
             carried = [label for label, flag in zip(labels, flags) if flag == "1"]
-            if (not carried and none == "drop") or (len(carried) > 1 and multi == "drop"):
+            if not carried or (len(carried) > 1 and multi == "drop"):
                 continue
-            emotions = None
-            if all_columns is not None:
-                every = [cells[i] for i in all_columns]
-                if any(flag not in ("0", "1") for flag in every):
-                    raise DataError(f"{path}:{line_no}: emotion columns must be 0 or 1, found {every}; fix the line")
-                emotions = tuple(float(flag) for flag in every)
             targets = None
-            if len(carried) != 1:
+            if len(carried) > 1:
                 targets = tuple(1.0 / len(carried) if label in carried else 0.0 for label in labels)
-            examples.append(Example(text=text, label=(carried or labels)[0], line=line_no, targets=targets,
-                                    source=REAL_TWEETS, emotions=emotions))
-    if not any(e.targets is None or sum(e.targets) for e in examples):
+            examples.append(Example(text=text, label=carried[0], line=line_no, targets=targets, source=REAL_TWEETS))
+    if not examples:
         raise DataError(f"{path}: no row carries any of {list(labels)}")
     return examples
 
@@ -222,14 +208,9 @@ def single_label(examples: Sequence[Example]) -> list[Example]:
     return [e for e in examples if e.targets is None]
 
 
-def unlabelled(example: Example) -> bool:
-    """An E-c row kept with none of the labels (`load_ec(..., none="keep")`): an all-zero target."""
-    return example.targets is not None and not any(example.targets)
-
-
 def mixed_label(examples: Sequence[Example]) -> list[Example]:
     """The rows that carry several labels (a soft target): tweets with two emotions at once."""
-    return [e for e in examples if e.targets is not None and not unlabelled(e)]
+    return [e for e in examples if e.targets is not None]
 
 
 def target_matrix(examples: Sequence[Example], labels: Sequence[str]) -> np.ndarray:
@@ -245,20 +226,18 @@ def target_matrix(examples: Sequence[Example], labels: Sequence[str]) -> np.ndar
 
 
 def add_real_tweets(splits: Splits, ec_dir: str | Path, *, val_fraction: float = 0.1, seed: int = 13,
-                    multi: str = "soft", none: str = "drop") -> Splits:
+                    multi: str = "soft") -> Splits:
     """Train on E-c train as well: a seeded `val_fraction` of it is held out as "ec-val"; E-c dev (its single-label
     rows) becomes "ec-dev", which is reported and never trained on; its rows with several of the labels become the
-    report-only "ec-dev-mixed". `none="keep"`: the training part also keeps rows with none of the labels (see
-    `load_ec`); the held-out part is the same rows either way."""
+    report-only "ec-dev-mixed"."""
     ec_dir = Path(ec_dir)
-    rows = load_ec(ec_dir / "train.tsv", splits.labels, multi=multi, none=none)
-    train = [e for e in rows if not unlabelled(e)]
+    train = load_ec(ec_dir / "train.tsv", splits.labels, multi=multi)
     rng = random.Random(seed)
     order = list(range(len(train)))
     rng.shuffle(order)
     n_val = round(len(train) * val_fraction)
     held = set(order[:n_val])
-    ec_train = [e for i, e in enumerate(train) if i not in held] + [e for e in rows if unlabelled(e)]
+    ec_train = [e for i, e in enumerate(train) if i not in held]
     ec_val = [e for i, e in enumerate(train) if i in held]
     combined = splits.train + ec_train
     rng.shuffle(combined)
@@ -287,9 +266,9 @@ def resolve_real_tweets_dir(value: str | None, data_dir: str | Path | None = Non
 
 
 def load_splits(data_dir: str | Path | None = None, val_fraction: float = 0.1, seed: int = 13,
-                real_tweets_dir: str | Path | None = None, ec_none: str = "drop") -> Splits:
+                real_tweets_dir: str | Path | None = None) -> Splits:
     """train/val/test from a directory holding `train.*` and `test.*` (and optionally `val.*`); with
-    `real_tweets_dir`, E-c train joins the training rows (see `add_real_tweets`; `ec_none` is its `none`)."""
+    `real_tweets_dir`, E-c train joins the training rows (see `add_real_tweets`)."""
     data_dir = Path(data_dir) if data_dir else default_data_dir()
     if data_dir is None:
         raise DataError("no data directory: pass --data-dir (../shared/data/emotion/ was not found)")
@@ -305,4 +284,4 @@ def load_splits(data_dir: str | Path | None = None, val_fraction: float = 0.1, s
     else:
         train, val = stratified_split(train, val_fraction, seed)
     splits = Splits(train=train, val=val, test=test, labels=labels)
-    return add_real_tweets(splits, real_tweets_dir, seed=seed, none=ec_none) if real_tweets_dir else splits
+    return add_real_tweets(splits, real_tweets_dir, seed=seed) if real_tweets_dir else splits

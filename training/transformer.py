@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from training.data import EC_EMOTIONS, EMOTION, REAL_TWEETS, Example, Splits, single_label, target_matrix, unlabelled
+from training.data import EMOTION, REAL_TWEETS, Example, Splits, single_label, target_matrix
 from training.evaluate import classification_report
 from training.rawify import RAW_TEST_SEED, rawify, rawify_examples
 from tweetmood.normalize import NORMALIZATION_VERSION, NORMALIZERS
@@ -115,9 +115,6 @@ class TransformerArgs:
     """Which training rows the teachers' targets apply to: "emotion", "ec" or "all" (others learn their labels only)."""
     real_tweet_weight: float = 1.0
     """Loss weight of real-tweet (E-c) rows relative to emotion-corpus rows."""
-    aux_emotions_weight: float = 0.0
-    """Weight of an auxiliary loss on real-tweet rows: all eleven E-c emotions (disgust, optimism, trust… as well as
-    ours) predicted as independent yes/no from the [CLS] state by a head that is discarded after training; 0 = off."""
     num_layers: int = 0
     """Keep only the first N encoder layers of the base (a smaller, faster student); 0 = all."""
     distill_alpha: float = 0.7
@@ -511,7 +508,7 @@ def train_transformer(args: TransformerArgs, splits: Splits) -> TransformerResul
     eval_kw = dict(batch_size=args.eval_batch_size, device=device, bf16=bf16, pad_id=pad_id)
 
     train = _subset(splits.train, args.max_train_examples, args.seed)
-    y_train = [label_id[e.label] for e in train if not unlabelled(e)]
+    y_train = [label_id[e.label] for e in train]
     y_test = splits.label_ids(splits.test)
     # Every evaluation set: accuracy and macro-F1 on its single-label rows.
     eval_sets = {"val": splits.val, **splits.extra_val}
@@ -529,14 +526,6 @@ def train_transformer(args: TransformerArgs, splits: Splits) -> TransformerResul
     targets_t = torch.from_numpy(target_matrix(train, labels)).to(device)
     row_weight = torch.tensor([args.real_tweet_weight if e.source == REAL_TWEETS else 1.0 for e in train],
                               dtype=torch.float32, device=device)
-    aux_head, aux_targets, aux_mask = None, None, None
-    if args.aux_emotions_weight:
-        n_aux = len(EC_EMOTIONS)
-        aux_targets = torch.tensor([e.emotions or (0.0,) * n_aux for e in train], dtype=torch.float32, device=device)
-        aux_mask = torch.tensor([e.emotions is not None for e in train], dtype=torch.bool, device=device)
-        if not aux_mask.any():
-            raise ValueError("--aux-emotions-weight needs E-c rows with all eleven emotions (train with real tweets)")
-        aux_head = torch.nn.Linear(model.config.hidden_size, n_aux).to(device)
 
     weights = class_weights(y_train, len(labels), args.class_weights)
     weights = weights.to(device) if weights is not None else None
@@ -550,10 +539,7 @@ def train_transformer(args: TransformerArgs, splits: Splits) -> TransformerResul
                                     if k != "labels"} for ids in calibration_ids))
     steps_per_epoch = math.ceil(len(train) / args.batch_size)
     total_steps = steps_per_epoch * args.epochs
-    groups = parameter_groups(model, args.lr, args.weight_decay, args.llrd)
-    if aux_head is not None:
-        groups.append({"params": list(aux_head.parameters()), "lr": args.lr, "weight_decay": args.weight_decay})
-    optimizer = torch.optim.AdamW(groups, lr=args.lr)
+    optimizer = torch.optim.AdamW(parameter_groups(model, args.lr, args.weight_decay, args.llrd), lr=args.lr)
     scheduler = linear_schedule(optimizer, round(args.warmup_ratio * total_steps), total_steps)
     loader_gen = torch.Generator().manual_seed(args.seed)
     augment_rng = random.Random(args.seed + 1)
@@ -609,8 +595,7 @@ def train_transformer(args: TransformerArgs, splits: Splits) -> TransformerResul
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
             index = batch.pop("labels")
             with _autocast(device, bf16):
-                out = model(**batch, output_hidden_states=aux_head is not None)
-                logits = out.logits
+                logits = model(**batch).logits
             losses_row = soft_cross_entropy(logits, targets_t[index], weight=weights,
                                             label_smoothing=args.label_smoothing)
             if soft_targets is not None:
@@ -618,11 +603,6 @@ def train_transformer(args: TransformerArgs, splits: Splits) -> TransformerResul
                 taught = teacher_mask[index]
                 losses_row = torch.where(taught, args.distill_alpha * kd + (1 - args.distill_alpha) * losses_row,
                                          losses_row)
-            if aux_head is not None:
-                aux_logits = aux_head(out.hidden_states[-1][:, 0].float())
-                aux = torch.nn.functional.binary_cross_entropy_with_logits(
-                    aux_logits, aux_targets[index], reduction="none").mean(dim=-1)
-                losses_row = losses_row + args.aux_emotions_weight * torch.where(aux_mask[index], aux, 0.0)
             loss = (losses_row * row_weight[index]).sum() / row_weight[index].sum()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -758,9 +738,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--real-tweets-dir", default="auto",
                         help="SemEval-2018 E-c directory (train.tsv, dev.tsv) to train on as well; auto = "
                              "../shared/data/semeval2018-ec when present, none = emotion corpus only")
-    parser.add_argument("--ec-none", choices=("drop", "keep"), default="drop",
-                        help="E-c training rows with none of the labels (only disgust, optimism, trust…): drop, or "
-                             "keep them for the teachers' loss and the auxiliary emotions loss (default: drop)")
     hints, docs = get_type_hints(TransformerArgs), _field_docs(TransformerArgs)
     defaults = TransformerArgs()
     for f in fields(TransformerArgs):
@@ -779,8 +756,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ns = vars(build_parser().parse_args(argv))
     data_dir = ns.pop("data_dir")
     splits = load_splits(data_dir, val_fraction=ns.pop("val_fraction"), seed=ns.pop("split_seed"),
-                         real_tweets_dir=resolve_real_tweets_dir(ns.pop("real_tweets_dir"), data_dir),
-                         ec_none=ns.pop("ec_none"))
+                         real_tweets_dir=resolve_real_tweets_dir(ns.pop("real_tweets_dir"), data_dir))
     result = train_transformer(TransformerArgs(**ns), splits)
     print(json.dumps({"val_macro_f1": result.val["macro_f1"], "test_accuracy": result.test["accuracy"],
                       "test_macro_f1": result.test["macro_f1"], "raw_test_accuracy": result.test_raw["accuracy"],

@@ -7,8 +7,8 @@ import json
 import pytest
 import torch
 
-from training.data import (EC_EMOTIONS, EMOTION, REAL_TWEETS, DataError, Example, Splits, add_real_tweets, load_ec,
-                           resolve_real_tweets_dir, target_matrix, unlabelled)
+from training.data import (EMOTION, REAL_TWEETS, DataError, Example, Splits, add_real_tweets, load_ec,
+                           resolve_real_tweets_dir, target_matrix)
 from training.transformer import selection_score, soft_cross_entropy
 
 pytestmark = pytest.mark.unit
@@ -146,39 +146,3 @@ def test_the_evaluate_command_reports_real_tweets_with_one_emotion_and_with_two(
     assert printed["ec_dev_accuracy"] in (0.0, 1.0)
     assert printed["ec_dev_mixed"]["n"] == 2 and printed["ec_dev_mixed"]["n_two"] == 2
     assert json.loads((serving / "metrics.json").read_text())["ec_dev_mixed"] == printed["ec_dev_mixed"]
-
-
-# --- rows with none of our emotions, and all eleven emotions as an auxiliary target ----------------------------
-
-
-def test_rows_with_none_of_our_emotions_can_be_kept_with_no_label_to_learn(tmp_path):
-    path = write_ec(tmp_path / "t.tsv", ec_row(1, "ugh gross", "disgust"), ec_row(2, "eek", "fear"))
-    kept, eek = load_ec(path, LABELS, none="keep")
-    assert kept.targets == (0.0,) * 6 and unlabelled(kept) and not unlabelled(eek)
-    assert soft_cross_entropy(torch.randn(1, 6), torch.tensor([kept.targets])).item() == 0.0
-
-
-def test_every_e_c_row_carries_all_eleven_emotions(tmp_path):
-    [example] = load_ec(write_ec(tmp_path / "t.tsv", ec_row(1, "Best day ever", "joy", "optimism")), LABELS)
-    assert dict(zip(EC_EMOTIONS, example.emotions)) == {e: float(e in ("joy", "optimism")) for e in EC_EMOTIONS}
-
-
-def test_a_flag_that_is_not_0_or_1_in_another_emotion_column_names_its_line(tmp_path):
-    cells = ec_row(2, "hm", "joy").split("\t")
-    cells[2 + EC_EMOTIONS.index("anticipation")] = "?"
-    path = write_ec(tmp_path / "t.tsv", ec_row(1, "fine", "joy"), "\t".join(cells))
-    with pytest.raises(DataError, match=r"t\.tsv:3: emotion columns must be 0 or 1, found \['0', '\?'"):
-        load_ec(path, LABELS)
-
-
-def test_kept_rows_with_none_of_our_emotions_only_join_training_and_the_held_out_part_stays_the_same(tmp_path):
-    rows = [ec_row(i, f"tweet {i}", "joy" if i % 2 else "fear") for i in range(40)] + [ec_row(99, "ugh", "disgust")]
-    write_ec(tmp_path / "train.tsv", *rows)
-    write_ec(tmp_path / "dev.tsv", ec_row(1, "dev one", "anger"), ec_row(2, "dev none", "trust"))
-    emotion = [Example(f"clean {i}", LABELS[i % 6], i) for i in range(12)]
-    split = {none: add_real_tweets(Splits(train=emotion, val=emotion[:6], test=emotion[:6], labels=LABELS), tmp_path,
-                                   val_fraction=0.25, none=none) for none in ("drop", "keep")}
-    assert split["keep"].extra_val == split["drop"].extra_val
-    assert split["keep"].report_only == split["drop"].report_only
-    assert [e.text for e in split["keep"].train if unlabelled(e)] == ["ugh"]
-    assert len(split["keep"].train) == len(split["drop"].train) + 1

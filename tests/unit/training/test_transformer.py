@@ -173,35 +173,3 @@ def test_the_command_line_has_one_option_per_argument_field():
     assert build_parser().parse_args([]).bf16 is None
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--class-weights", "balanced"])
-
-
-def _with_real_tweets(splits: Splits) -> Splits:
-    """The tiny splits with every third training row turned into an E-c row carrying all eleven emotions, and one E-c
-    row that carries none of our six (only optimism)."""
-    from training.data import EC_EMOTIONS, REAL_TWEETS, Example
-
-    def eleven(label: str) -> tuple[float, ...]:
-        return tuple(float(e == label) for e in EC_EMOTIONS)
-
-    train = [Example(e.text, e.label, e.line, source=REAL_TWEETS, emotions=eleven(e.label)) if i % 3 == 0 else e
-             for i, e in enumerate(splits.train)]
-    train.append(Example("so hopeful", LABELS[0], 999, targets=(0.0,) * 6, source=REAL_TWEETS,
-                         emotions=eleven("optimism")))
-    return Splits(train=train, val=splits.val, test=splits.test, labels=splits.labels)
-
-
-def test_the_auxiliary_emotions_loss_trains_a_head_that_the_checkpoint_leaves_out(tiny_bert, splits, tmp_path):
-    real = _with_real_tweets(splits)
-    plain = train_transformer(_args(tiny_bert, tmp_path / "plain", epochs=1), real)
-    aux = train_transformer(_args(tiny_bert, tmp_path / "aux", epochs=1, aux_emotions_weight=1.0), real)
-
-    assert aux.history[0]["train_loss"] != plain.history[0]["train_loss"]
-    plain_model, aux_model = (transformers.AutoModelForSequenceClassification.from_pretrained(r.checkpoint_dir)
-                              for r in (plain, aux))
-    assert plain_model.state_dict().keys() == aux_model.state_dict().keys()
-    assert _state_hash(plain_model) != _state_hash(aux_model)
-
-
-def test_the_auxiliary_emotions_loss_needs_real_tweets(tiny_bert, splits, tmp_path):
-    with pytest.raises(ValueError, match="aux-emotions-weight needs E-c rows"):
-        train_transformer(_args(tiny_bert, tmp_path / "run", epochs=1, aux_emotions_weight=1.0), splits)
