@@ -22,6 +22,8 @@ import json
 import logging
 from pathlib import Path
 
+import numpy as np
+
 from training.data import load_splits, resolve_real_tweets_dir, single_label
 from training.evaluate import classification_report
 # The teacher code lives beside the training loop that uses it, so transformer.py never imports this module:
@@ -41,12 +43,9 @@ def ensemble_report(teachers: list[Path], splits, *, device, cache_dir: Path | N
     for name, examples in named.items():
         examples = single_label(examples)
         texts, y = [e.text for e in examples], splits.label_ids(examples)
-        rows = {}
-        for t in teachers:
-            probs = ensemble_probs([t], texts, splits.labels, device=device, cache_dir=cache_dir)
-            rows[str(t)] = classification_report(y, probs.argmax(1).tolist(), splits.labels)
-        probs = ensemble_probs(teachers, texts, splits.labels, device=device, cache_dir=cache_dir)
-        rows["ensemble"] = classification_report(y, probs.argmax(1).tolist(), splits.labels)
+        each = {str(t): ensemble_probs([t], texts, splits.labels, device=device, cache_dir=cache_dir) for t in teachers}
+        each["ensemble"] = np.mean(list(each.values()), axis=0)  # what ensemble_probs(teachers) averages
+        rows = {who: classification_report(y, probs.argmax(1).tolist(), splits.labels) for who, probs in each.items()}
         report[name] = {who: {"accuracy": r["accuracy"], "macro_f1": r["macro_f1"], "n": len(y)}
                         for who, r in rows.items()}
     used = [name for name in ("val", "ec-val") if name in report]
