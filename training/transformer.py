@@ -413,12 +413,13 @@ def teacher_preprocess(checkpoint: Path) -> tuple[str, str]:
 def serving_logits(model_dir: Path, texts: Sequence[str], labels: Sequence[str]) -> np.ndarray:
     """A serving directory's scores as the core computes them (its own normalization, encoder and batching), as
     log-probabilities in `labels` order, so they can be averaged with checkpoint teachers."""
+    from training.report import predict_scores
     from tweetmood.classifier import Classifier
 
     classifier = Classifier.from_dir(model_dir)
     if sorted(classifier.labels) != sorted(labels):
         raise ValueError(f"teacher {model_dir} predicts {classifier.labels}, the data has {list(labels)}")
-    probs = np.concatenate([classifier.predict_proba(list(texts[i: i + 256])) for i in range(0, len(texts), 256)])
+    probs = predict_scores(classifier, texts, batch_size=256)
     return np.log(np.clip(probs[:, [classifier.labels.index(label) for label in labels]], 1e-9, 1.0))
 
 

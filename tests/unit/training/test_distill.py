@@ -130,3 +130,16 @@ def test_the_model_card_says_a_student_was_distilled_and_from_how_many_teachers(
     assert card["base model"].startswith("sentence-transformers/all-MiniLM-L6-v2")
     assert "macro-F1 0.9200 (1600 tweets" in card["validation"]
     assert "distillation" not in training_card({**run, "args": {**run["args"], "teachers": ""}})
+
+
+def test_a_serving_directory_teaches_its_served_log_probabilities_in_the_datas_label_order(tiny_serving, tiny_splits):
+    from tweetmood.classifier import Classifier
+
+    serving = tiny_serving("fp32")
+    texts = [e.text for e in tiny_splits.val] * 12  # more than one batch of 256
+    reordered = LABELS[::-1]
+    logits = teacher_logits(serving, texts, reordered, device=torch.device("cpu"))
+
+    probs = Classifier.from_dir(serving).predict_proba(texts)
+    assert logits.shape == (len(texts), 6)
+    np.testing.assert_allclose(np.exp(logits), probs[:, ::-1], atol=1e-6)
